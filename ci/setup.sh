@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Install every system package Atoll's build, tools and tests need. Idempotent and quiet:
+# when everything is already installed it does nothing (no apt-get update).
+set -euo pipefail
+
+PACKAGES=(
+  # building: libostree through the ostree crate
+  build-essential pkg-config libglib2.0-dev libostree-dev
+  # compose-tree: root filesystems, sandboxing, inspection
+  ostree mmdebstrap bubblewrap debian-archive-keyring gnupg ca-certificates
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+if ((${#missing[@]})); then
+  echo "ci/setup.sh: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "ci/setup.sh: cargo is not installed; this machine kind ships a Rust toolchain" >&2
+  exit 1
+fi

@@ -1,0 +1,248 @@
+//! End-to-end composes of a real Debian package set into a real OSTree repository.
+//!
+//! Needs root (mmdebstrap in root mode, bwrap), the tools `ci/setup.sh` installs and access to
+//! the build host's Debian archive. The heavy lifecycle runs as one test so composes do not
+//! compete for the machine's two cores.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_compose-tree");
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/small")
+}
+
+/// The package cache shared by every test run (downloads are the slow part of a cold run).
+fn cachedir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("compose-cache")
+}
+
+fn require_root() {
+    assert!(
+        is_root(),
+        "these tests compose real trees and must run as root (mmdebstrap --mode=root, bwrap)"
+    );
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+}
+
+fn compose(treefile: &Path, repo: &Path, extra: &[&str]) -> Output {
+    let out = Command::new(BIN)
+        .arg("compose")
+        .arg(treefile)
+        .arg("--repo")
+        .arg(repo)
+        .arg("--cachedir")
+        .arg(cachedir())
+        .args(extra)
+        .output()
+        .expect("running compose-tree");
+    eprintln!("compose {} {extra:?}: {}\n{}", treefile.display(), out.status, String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    assert!(out.status.success(), "compose failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("--json prints JSON")
+}
+
+fn ostree(repo: &Path, args: &[&str]) -> String {
+    let out = Command::new("ostree").arg(format!("--repo={}", repo.display())).args(args).output().unwrap();
+    assert!(out.status.success(), "ostree {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn rev_parse(repo: &Path, r: &str) -> String {
+    ostree(repo, &["rev-parse", r]).trim().to_string()
+}
+
+/// Copy the fixture directory so a test can edit the treefile.
+fn copy_fixture(to: &Path) -> PathBuf {
+    let src = fixture();
+    let status = Command::new("cp").arg("-a").arg(&src).arg(to).status().unwrap();
+    assert!(status.success());
+    to.join("small")
+}
+
+/// A failed compose: non-zero exit, one error line naming `culprit`, and the ref where it was.
+fn assert_refused(out: &Output, culprit: &str, repo: &Path, ref_name: &str, before: Option<&str>) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "expected failure naming {culprit}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "exactly one error line: {stderr}");
+    assert!(errors[0].contains(culprit), "error should name {culprit}: {}", errors[0]);
+    match before {
+        Some(c) => assert_eq!(rev_parse(repo, ref_name), c, "ref moved after a failed compose"),
+        None => assert!(!repo.exists(), "a failed first compose left a repo at {}", repo.display()),
+    }
+}
+
+#[test]
+fn static_bad_input_fails_before_touching_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let tf = copy_fixture(dir.path());
+    let repo = dir.path().join("repo");
+    let cases: [(&str, &str, &str); 3] = [
+        ("unknown key", "\nno-such-key = true\n", "no-such-key"),
+        ("missing include", "", "include `missing.toml` not found"),
+        ("add-files outside /usr and /etc", "", "/var/lib/x"),
+    ];
+    for (i, (what, append, culprit)) in cases.into_iter().enumerate() {
+        let mut text = std::fs::read_to_string(tf.join("treefile.toml")).unwrap();
+        match what {
+            "missing include" => text = text.replace("include = \"base.toml\"", "include = \"missing.toml\""),
+            "add-files outside /usr and /etc" => text = text.replace("\"/etc/motd\"", "\"/var/lib/x\""),
+            _ => text = format!("{text}{append}"),
+        }
+        let bad = tf.join(format!("bad-{i}.toml"));
+        std::fs::write(&bad, text).unwrap();
+        let out = compose(&bad, &repo, &[]);
+        assert_refused(&out, culprit, &repo, "", None);
+        assert!(String::from_utf8_lossy(&out.stderr).contains(&bad.display().to_string()), "{what}: names the file");
+    }
+}
+
+#[test]
+fn compose_lifecycle() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let tf_dir = copy_fixture(dir.path());
+    let tf = tf_dir.join("treefile.toml");
+    let repo = dir.path().join("repo");
+    let ref_name = format!("test/{}/small", std::env::consts::ARCH);
+
+    // Bad packages and sources fail at resolution: no repo is created.
+    let text = std::fs::read_to_string(&tf).unwrap();
+    let bad_pkg = tf_dir.join("bad-package.toml");
+    std::fs::write(&bad_pkg, text.replace("ref =", "packages = [\"atoll-no-such-package\"]\nref =")).unwrap();
+    assert_refused(&compose(&bad_pkg, &repo, &[]), "atoll-no-such-package", &repo, &ref_name, None);
+    let bad_mirror = tf_dir.join("bad-mirror.toml");
+    std::fs::write(&bad_mirror, format!("{text}\n[debian]\nmirror = \"http://127.0.0.1:9/debian\"\n")).unwrap();
+    assert_refused(&compose(&bad_mirror, &repo, &[]), "127.0.0.1:9", &repo, &ref_name, None);
+
+    // First compose.
+    let first = json(&compose(&tf, &repo, &["--json"]));
+    assert_eq!(first["changed"], true);
+    assert_eq!(first["version"], "2026.1");
+    assert_eq!(first["ref"], ref_name.as_str());
+    let c1 = first["commit"].as_str().unwrap().to_string();
+    assert_eq!(rev_parse(&repo, &ref_name), c1);
+    for phase in ["resolve", "rootfs", "postprocess", "initramfs", "layout", "commit"] {
+        assert!(first["timings"][phase].as_f64().is_some(), "timing for {phase}: {first}");
+    }
+    assert!(first["packages"].as_u64().unwrap() > 50);
+    assert!(first["tree_size"].as_u64().unwrap() > 50 << 20);
+    let fsck = ostree(&repo, &["fsck"]);
+    assert!(fsck.contains("no errors found"), "{fsck}");
+    assert!(std::fs::read_to_string(repo.join("config")).unwrap().contains("mode=archive"));
+    assert!(repo.join("summary").exists(), "summary regenerated");
+
+    // Tree layout.
+    let kver = first["kernel"].as_str().unwrap();
+    let ls = |p: &str| ostree(&repo, &["ls", &ref_name, p]);
+    let top = ls("/");
+    assert!(!top.lines().any(|l| l.ends_with(" /etc")), "no top-level /etc: {top}");
+    assert!(top.contains("/home -> var/home") && top.contains("/ostree -> sysroot/ostree"), "{top}");
+    assert!(top.contains("/sysroot"), "{top}");
+    assert!(ls("/var").lines().count() == 1, "empty /var: {}", ls("/var"));
+    assert!(ls("/usr/etc").contains("/usr/etc/passwd"));
+    let moddir = ls(&format!("/usr/lib/modules/{kver}"));
+    assert!(moddir.contains("/vmlinuz") && moddir.contains("/initramfs.img"), "{moddir}");
+    assert_eq!(ls("/boot").lines().count(), 1, "empty /boot");
+    let cat = |p: &str| ostree(&repo, &["cat", &ref_name, p]);
+    let snippet = cat("/usr/lib/tmpfiles.d/atoll-var.conf");
+    assert!(snippet.contains("d /var/roothome 0700") && snippet.contains("L /var/lib/dpkg"), "{snippet}");
+    assert_eq!(cat("/usr/etc/machine-id"), "");
+    assert!(cat("/usr/lib/os-release").contains("IMAGE_VERSION=\"2026.1\""));
+    assert_eq!(cat("/usr/etc/motd"), "test tree motd\n");
+    assert!(ls("/usr/libexec/atoll-hello").starts_with("-00755 0 0"), "add-files keeps the mode");
+    assert_eq!(cat("/usr/lib/atoll-postprocess-marker"), "composed-by-postprocess\n");
+    assert!(!ostree(&repo, &["ls", "-R", &ref_name, "/usr/share"]).contains("/usr/share/doc/"), "remove-files");
+    assert!(ls("/usr/etc/systemd/system/multi-user.target.wants").contains("systemd-networkd.service"), "units enabled");
+    assert!(cat("/usr/share/dpkg/database/status").contains("Package: systemd"), "dpkg db readable under /usr");
+    let meta = ostree(&repo, &["show", "--print-metadata-key=ostree.linux", &ref_name]);
+    assert!(meta.contains(kver), "{meta}");
+    let meta = ostree(&repo, &["show", "--print-metadata-key=atoll.stream", &ref_name]);
+    assert!(meta.contains("test"), "{meta}");
+    assert!(ostree(&repo, &["show", "--print-metadata-key=ostree.bootable", &ref_name]).contains("true"));
+
+    // Unchanged: a no-op, in both output forms.
+    let again = compose(&tf, &repo, &[]);
+    assert!(again.status.success());
+    assert_eq!(String::from_utf8_lossy(&again.stdout).trim(), "no changes since 2026.1");
+    assert_eq!(rev_parse(&repo, &ref_name), c1);
+    let again = json(&compose(&tf, &repo, &["--json"]));
+    assert_eq!(again["changed"], false);
+    assert_eq!(again["commit"], c1.as_str());
+
+    // A failing postprocess script: named, and nothing referenced changes.
+    let bad_script = tf_dir.join("bad-script.toml");
+    std::fs::write(&bad_script, text.replace("set -e\n", "set -e\necho about to fail\nexit 3\n")).unwrap();
+    assert_refused(&compose(&bad_script, &repo, &[]), "postprocess script #1", &repo, &ref_name, Some(&c1));
+    assert!(ostree(&repo, &["log", &ref_name]).matches("commit ").count() == 1);
+    let scratch: Vec<_> = std::fs::read_dir(cachedir().join("tmp")).unwrap().collect();
+    assert!(scratch.is_empty(), "scratch space cleaned after failure");
+
+    // A changed treefile: next version, parented on the first, and db diff sees the package.
+    std::fs::write(&tf, text.replace("ref =", "packages = [\"hello\"]\nref =")).unwrap();
+    let second = json(&compose(&tf, &repo, &["--json"]));
+    assert_eq!(second["changed"], true);
+    assert_eq!(second["version"], "2026.1.1");
+    assert_eq!(second["parent"], c1.as_str());
+    let c2 = second["commit"].as_str().unwrap().to_string();
+    assert_eq!(rev_parse(&repo, &format!("{ref_name}^")), c1);
+
+    let diff = Command::new(BIN).args(["db", "diff", "--json", "--repo"]).arg(&repo).args([&c1, &c2]).output().unwrap();
+    assert!(diff.status.success());
+    let diff: serde_json::Value = serde_json::from_slice(&diff.stdout).unwrap();
+    let added: Vec<&str> = diff["added"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(added, ["hello"], "{diff}");
+    assert!(diff["removed"].as_array().unwrap().is_empty());
+    let text_diff = Command::new(BIN).args(["db", "diff", "--repo"]).arg(&repo).args([&c1, &ref_name]).output().unwrap();
+    assert!(String::from_utf8_lossy(&text_diff.stdout).contains("Added:\n  hello-"));
+
+    let list = Command::new(BIN).args(["db", "list", "--json", "--repo"]).arg(&repo).arg(&ref_name).output().unwrap();
+    let list: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    let names: Vec<&str> = list.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"hello") && names.contains(&"systemd"), "{names:?}");
+    let bad_rev = Command::new(BIN).args(["db", "list", "--repo"]).arg(&repo).arg("no/such/ref").output().unwrap();
+    assert!(!bad_rev.status.success());
+    assert!(String::from_utf8_lossy(&bad_rev.stderr).contains("no/such/ref"));
+}
+
+#[test]
+fn commit_subcommand_commits_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("rootfs");
+    std::fs::create_dir_all(root.join("usr/bin")).unwrap();
+    std::fs::write(root.join("usr/bin/tool"), "#!/bin/sh\n").unwrap();
+    std::os::unix::fs::symlink("usr/bin", root.join("bin")).unwrap();
+    let repo = dir.path().join("repo");
+    let run = |args: &[&str]| {
+        Command::new(BIN).arg("commit").arg(&root).arg("--repo").arg(&repo).args(args).output().unwrap()
+    };
+    let out = run(&["--ref", "t/one", "--add-metadata-version", "7", "--json", "--repo-mode", "bare-user"]);
+    let first = json(&out);
+    assert_eq!(first["version"], "7");
+    assert_eq!(first["entries"], 5, "root, usr, usr/bin, tool, bin: {first}");
+    assert!(std::fs::read_to_string(repo.join("config")).unwrap().contains("mode=bare-user"));
+    assert_eq!(rev_parse(&repo, "t/one"), first["commit"].as_str().unwrap());
+    assert!(ostree(&repo, &["ls", "t/one", "/bin"]).contains("/bin -> usr/bin"));
+    // A second commit is parented on the first.
+    let second = json(&run(&["--ref", "t/one", "--json"]));
+    assert_eq!(second["parent"], first["commit"]);
+    // A directory that is neither empty nor a repository is refused and left alone.
+    let junk = dir.path().join("junk");
+    std::fs::create_dir_all(&junk).unwrap();
+    std::fs::write(junk.join("keep"), "x").unwrap();
+    let out = Command::new(BIN).arg("commit").arg(&root).arg("--repo").arg(&junk).args(["--ref", "t"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not an OSTree repository"));
+    assert_eq!(std::fs::read_dir(&junk).unwrap().count(), 1);
+}
