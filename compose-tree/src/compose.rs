@@ -194,8 +194,8 @@ pub fn compose(opts: &ComposeOptions) -> Result<ComposeResult> {
 
 /// Write the commit, then the summary. If the commit fails, a repository this run created is
 /// removed again; once the ref has moved, the repository stays whatever comes after.
-fn commit_and_publish(open: &commit::OpenRepo, req: &commit::CommitRequest, on_file: impl Fn() + 'static) -> Result<String> {
-    let checksum = match commit::write(&open.repo, req, on_file) {
+fn commit_and_publish(open: &commit::OpenRepo, req: &commit::CommitRequest, on_file: impl Fn() + Sync) -> Result<String> {
+    let checksum = match commit::write(open, req, &on_file) {
         Ok(c) => c,
         Err(e) => {
             open.remove_if_created();

@@ -246,3 +246,44 @@ fn commit_subcommand_commits_a_directory() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not an OSTree repository"));
     assert_eq!(std::fs::read_dir(&junk).unwrap().count(), 1);
 }
+
+/// The parallel writer must produce exactly the tree `ostree commit` produces: same content
+/// checksum over files, modes, owners, xattrs, symlinks and hard links.
+#[test]
+fn commit_matches_ostree_commit_content_checksum() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("rootfs");
+    for d in ["usr/bin", "usr/lib/empty", "etc/secret"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::write(root.join("usr/bin/tool"), vec![7u8; 300_000]).unwrap();
+    std::fs::write(root.join("usr/bin/empty-file"), "").unwrap();
+    std::fs::hard_link(root.join("usr/bin/tool"), root.join("usr/bin/tool-link")).unwrap();
+    std::os::unix::fs::symlink("usr/bin", root.join("bin")).unwrap();
+    std::os::unix::fs::symlink("/nonexistent/target", root.join("usr/lib/dangling")).unwrap();
+    std::fs::write(root.join("etc/secret/key"), "k").unwrap();
+    let chmod = |p: &str, m: u32| {
+        std::fs::set_permissions(root.join(p), std::os::unix::fs::PermissionsExt::from_mode(m)).unwrap()
+    };
+    chmod("etc/secret", 0o700);
+    chmod("etc/secret/key", 0o600);
+    chmod("usr/bin/tool", 0o4755);
+    std::os::unix::fs::lchown(root.join("etc/secret/key"), Some(42), Some(43)).unwrap();
+    xattr::set(root.join("usr/bin/tool"), "user.atoll.test", b"value").unwrap();
+    xattr::set(root.join("usr/bin/tool"), "security.capability", &[1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).unwrap();
+    xattr::set(root.join("usr/lib/empty"), "user.dir", b"d").unwrap();
+
+    let theirs = dir.path().join("theirs");
+    let ours = dir.path().join("ours");
+    let out = Command::new("ostree").arg(format!("--repo={}", theirs.display())).args(["init", "--mode=archive"]).output().unwrap();
+    assert!(out.status.success());
+    ostree(&theirs, &["commit", "--branch=t", root.to_str().unwrap()]);
+    let out = Command::new(BIN).arg("commit").arg(&root).arg("--repo").arg(&ours).args(["--ref", "t"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let content = |repo: &Path| {
+        ostree(repo, &["show", "t"]).lines().find(|l| l.starts_with("ContentChecksum:")).unwrap().to_string()
+    };
+    assert_eq!(content(&ours), content(&theirs));
+    assert!(ostree(&ours, &["fsck"]).contains("no errors found"));
+}

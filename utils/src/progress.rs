@@ -36,7 +36,7 @@ impl Phase {
     }
 
     /// A callback that advances this phase's bar by one; for callbacks that outlive a borrow.
-    pub fn counter(&self) -> impl Fn() + Send + 'static {
+    pub fn counter(&self) -> impl Fn() + Send + Sync + 'static {
         let bar = self.bar.clone();
         move || bar.inc(1)
     }

@@ -1,6 +1,9 @@
 //! Writing a tree into an OSTree repository through libostree: one transaction that writes the
 //! objects and the commit, signs it, and only then moves the ref; the summary is regenerated
 //! after the transaction. A failure anywhere before the ref moves leaves the ref untouched.
+//! File content is written by [`writer`] on every core.
+
+pub mod writer;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -171,18 +174,12 @@ fn metadata(req: &CommitRequest) -> glib::Variant {
 
 /// Write `req.root` as a commit and move the ref, all in one transaction. `on_file` is called
 /// once per file or directory as it is written (for progress). Returns the commit checksum.
-pub fn write(repo: &ostree::Repo, req: &CommitRequest, on_file: impl Fn() + 'static) -> Result<String> {
+pub fn write(repo: &OpenRepo, req: &CommitRequest, on_file: &(dyn Fn() + Sync)) -> Result<String> {
     let cancellable = gio::Cancellable::NONE;
+    let (path, repo) = (&repo.path, &repo.repo);
     let tx = repo.auto_transaction(cancellable).context("starting repo transaction")?;
-    let mtree = ostree::MutableTree::new();
-    let modifier = ostree::RepoCommitModifier::new(
-        ostree::RepoCommitModifierFlags::NONE,
-        Some(Box::new(move |_, _, _| {
-            on_file();
-            ostree::RepoCommitFilterResult::Allow
-        })),
-    );
-    repo.write_directory_to_mtree(&gio::File::for_path(req.root), &mtree, Some(&modifier), cancellable)
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let mtree = writer::write_tree(repo, path, req.root, threads, on_file)
         .with_context(|| format!("writing {} into the repo", req.root.display()))?;
     let root = repo.write_mtree(&mtree, cancellable).context("writing the root tree")?;
     let root = root.downcast::<ostree::RepoFile>().map_err(|_| anyhow!("write_mtree returned no RepoFile"))?;
