@@ -8,6 +8,10 @@ PACKAGES=(
   build-essential pkg-config libglib2.0-dev libostree-dev
   # compose-tree: root filesystems, sandboxing, inspection
   ostree mmdebstrap bubblewrap debian-archive-keyring gnupg ca-certificates
+  # images: partitioning, filesystems, boot loaders, qcow2
+  gdisk fdisk util-linux e2fsprogs xfsprogs mtools extlinux syslinux-common grub-efi-amd64-bin qemu-utils
+  # booted tests
+  qemu-system-x86 ovmf
 )
 
 missing=()

@@ -27,6 +27,8 @@ pub enum Command {
     Compose(ComposeArgs),
     /// Commit a prepared root filesystem directory (like `rpm-ostree compose commit`).
     Commit(CommitArgs),
+    /// Build a bootable disk image (BIOS and UEFI) from a commit.
+    Image(ImageArgs),
     /// Package-level queries on commits.
     #[command(subcommand)]
     Db(DbCommand),
@@ -89,6 +91,28 @@ pub struct CommitArgs {
     pub gpg_homedir: Option<PathBuf>,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct ImageArgs {
+    /// The OSTree repository holding the commit.
+    #[arg(long)]
+    pub repo: PathBuf,
+    /// The ref (or commit) to deploy.
+    #[arg(long = "ref", value_name = "REF")]
+    pub ref_name: String,
+    /// The image recipe (TOML).
+    #[arg(long)]
+    pub recipe: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum)]
+    pub format: crate::image::recipe::Format,
+    /// The image file to write (replaced only when the build succeeds).
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Print the result as JSON on stdout (and no progress).
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum DbCommand {
     /// Packages added, removed and changed between two commits.
@@ -148,6 +172,28 @@ pub fn run(cli: Cli) -> Result<()> {
                 gpg_homedir: a.gpg_homedir,
             };
             print_result(&compose::commit_rootfs(&opts)?, a.json)?;
+        }
+        Command::Image(a) => {
+            let opts = crate::image::ImageOptions {
+                repo: a.repo,
+                ref_name: a.ref_name,
+                recipe: a.recipe,
+                format: a.format,
+                output: a.output,
+                quiet: a.json,
+            };
+            let r = crate::image::build(&opts)?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "{} ({:?}, {} MiB on disk, commit {})",
+                    r.output.display(),
+                    r.format,
+                    r.file_size >> 20,
+                    r.version.as_deref().unwrap_or(&r.commit)
+                );
+            }
         }
         Command::Db(DbCommand::Diff { repo, rev1, rev2, json }) => {
             let repo = commit::open(&repo)?;

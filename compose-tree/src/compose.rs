@@ -270,7 +270,8 @@ pub fn commit_rootfs(opts: &CommitOptions) -> Result<ComposeResult> {
     })
 }
 
-fn timings(p: &Phases) -> BTreeMap<String, f64> {
+/// Phase timings in seconds, rounded to milliseconds, for `--json`.
+pub(crate) fn timings(p: &Phases) -> BTreeMap<String, f64> {
     p.timings().iter().map(|(n, d)| (n.clone(), (d.as_secs_f64() * 1000.0).round() / 1000.0)).collect()
 }
 

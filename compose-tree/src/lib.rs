@@ -20,6 +20,8 @@
 //! 4. [`commit`] writes the tree through libostree in one transaction; the ref moves only when
 //!    the commit (and its signature) is complete, then the summary is regenerated.
 //!
+//! [`image`] turns a commit into a bootable raw/qcow2 disk (hybrid GPT; extlinux on BIOS, GRUB
+//! reading ostree's syslinux config on UEFI), deploying it with libostree's Sysroot API.
 //! [`db`] answers package questions about commits from the package list stored in each commit.
 //! [`cli`] holds the option structs and dispatch; [`compose`] orchestrates a run.
 
@@ -28,6 +30,7 @@ pub mod cli;
 pub mod commit;
 pub mod compose;
 pub mod db;
+pub mod image;
 pub mod inputhash;
 pub mod postprocess;
 pub mod treefile;

@@ -145,7 +145,12 @@ fn leak(s: &str) -> &'static str {
 /// Parse one treefile's text. `name` is used in errors, which come out as one line:
 /// `FILE:LINE: message`.
 pub fn parse_layer(text: &str, name: &str) -> Result<Layer> {
-    toml::from_str::<Layer>(text).map_err(|e| {
+    parse_toml(text, name)
+}
+
+/// Deserialize TOML `text`, turning a parse error into one line: `NAME:LINE: message`.
+pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(text: &str, name: &str) -> Result<T> {
+    toml::from_str::<T>(text).map_err(|e| {
         let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
         let msg = e.message().replace('\n', " ");
         match line {

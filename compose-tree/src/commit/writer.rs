@@ -246,7 +246,9 @@ pub fn write_tree(
     let contents = write_contents(repo_path, root, &entries, threads, on_file)?;
     let mut trees: Vec<Option<ostree::MutableTree>> = vec![None; entries.len()];
     let top = ostree::MutableTree::new();
-    let mut dirmetas: HashMap<(u32, u32, u32, Option<Vec<u8>>), String> = HashMap::new();
+    // Identical directory metadata (owner, mode, xattrs) is written once.
+    type DirMetaKey = (u32, u32, u32, Option<Vec<u8>>);
+    let mut dirmetas: HashMap<DirMetaKey, String> = HashMap::new();
     for (i, e) in entries.iter().enumerate() {
         match e.kind {
             Kind::Dir => {

@@ -1,0 +1,136 @@
+//! The reference recipe composed, built into images and booted under QEMU (TCG) on BIOS and UEFI.
+//!
+//! Needs root (loop devices, mounts), `ci/setup.sh`'s packages and the build host's Debian
+//! archive. One test: the compose is shared by every step.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Instant;
+
+use vmtest::{Firmware, Vm, VmConfig};
+
+const BIN: &str = env!("CARGO_BIN_EXE_compose-tree");
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn tmp() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).to_path_buf()
+}
+
+fn run(args: &[&str]) -> Output {
+    let out = Command::new(BIN).args(args).output().expect("running compose-tree");
+    eprintln!("compose-tree {args:?}: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// No loop device still backed by a file under `dir`, and nothing mounted under it.
+fn assert_no_leftovers(dir: &Path) {
+    let loops = String::from_utf8(Command::new("losetup").arg("-a").output().unwrap().stdout).unwrap();
+    assert!(!loops.contains(dir.to_str().unwrap()), "loop devices left: {loops}");
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    assert!(!mounts.contains(dir.to_str().unwrap()), "mounts left: {mounts}");
+}
+
+#[test]
+fn reference_image_boots_on_bios_and_uefi() {
+    let ws = workspace();
+    let repo = tmp().join("image-repo");
+    let cache = tmp().join("compose-cache");
+    let treefile = ws.join("image-recipes/atoll-host/treefile.toml");
+    let recipe = ws.join("image-recipes/atoll-host/image.toml");
+    let ref_name = format!("atoll/{}/stable", std::env::consts::ARCH);
+    let composed = run(&[
+        "compose", treefile.to_str().unwrap(), "--repo", repo.to_str().unwrap(),
+        "--cachedir", cache.to_str().unwrap(), "--json",
+    ]);
+    let version = if composed.status.success() {
+        let c = json(&composed);
+        c["version"].as_str().unwrap().to_string()
+    } else {
+        panic!("compose failed");
+    };
+    let out_dir = tempfile::tempdir_in(tmp()).unwrap();
+    let out = out_dir.path();
+
+    // Bad input: a ref that does not exist, and a failure halfway (an unreadable GPG key fails
+    // the deploy step after partitions are mounted): no output, no loop device, no mount.
+    let bad = run(&["image", "--repo", repo.to_str().unwrap(), "--ref", "no/such/ref", "--recipe", recipe.to_str().unwrap(),
+        "--format", "raw", "--output", out.join("bad.raw").to_str().unwrap()]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("no/such/ref"));
+    let bad_recipe = out.join("bad-image.toml");
+    let garbage_key = out.join("garbage.asc");
+    std::fs::write(&garbage_key, "this is not a key\n").unwrap();
+    std::fs::write(
+        &bad_recipe,
+        std::fs::read_to_string(&recipe).unwrap().replace("gpg-verify = false", "gpg-key = \"garbage.asc\""),
+    )
+    .unwrap();
+    let bad = run(&["image", "--repo", repo.to_str().unwrap(), "--ref", &ref_name, "--recipe", bad_recipe.to_str().unwrap(),
+        "--format", "raw", "--output", out.join("bad.raw").to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success(), "garbage key accepted");
+    assert!(stderr.contains("garbage.asc"), "error names the key file: {stderr}");
+    assert!(!out.join("bad.raw").exists(), "failed build left an output");
+    assert_eq!(std::fs::read_dir(out).unwrap().count(), 2, "only the two inputs remain in {}", out.display());
+    assert_no_leftovers(out);
+
+    // Both formats.
+    let mut images = Vec::new();
+    for format in ["raw", "qcow2"] {
+        let path = out.join(format!("atoll.{format}"));
+        let r = json(&run(&["image", "--repo", repo.to_str().unwrap(), "--ref", &ref_name, "--recipe",
+            recipe.to_str().unwrap(), "--format", format, "--output", path.to_str().unwrap(), "--json"]));
+        assert_eq!(r["version"], version.as_str());
+        assert_eq!(r["virtual_size"], 6u64 << 30);
+        eprintln!("BENCH image {format}: {:?}, {} MiB on disk", r["timings"], r["file_size"].as_u64().unwrap() >> 20);
+        if format == "qcow2" {
+            let info = Command::new("qemu-img").args(["info", "--output=json"]).arg(&path).output().unwrap();
+            let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+            assert_eq!(info["format"], "qcow2");
+            assert_eq!(info["virtual-size"], 6u64 << 30);
+        }
+        images.push(path);
+    }
+    assert_no_leftovers(out);
+    let qcow2 = &images[1];
+
+    for firmware in [Firmware::Bios, Firmware::Uefi] {
+        let started = Instant::now();
+        let cfg = VmConfig { firmware, disk_size: Some(10 << 30), ..Default::default() };
+        let mut vm = Vm::boot(qcow2, cfg).unwrap();
+        vm.wait_ready().unwrap();
+        eprintln!("BENCH boot {firmware:?}: ready (multi-user, no failed unit) after {:.0}s", started.elapsed().as_secs_f64());
+
+        let cmdline = vm.run("cat /proc/cmdline").unwrap();
+        assert!(cmdline.contains("ostree=/ostree/boot."), "{cmdline}");
+        assert!(cmdline.contains("console=ttyS0"), "recipe kernel-args: {cmdline}");
+        let efi = vm.exec("test -d /sys/firmware/efi").unwrap().code == 0;
+        assert_eq!(efi, firmware == Firmware::Uefi, "booted through the expected firmware");
+        let ro = vm.exec("touch /usr/.atoll-write-test").unwrap();
+        assert_ne!(ro.code, 0, "/usr must be read-only");
+        assert!(ro.stderr.contains("Read-only"), "{}", ro.stderr);
+        vm.run("touch /etc/.atoll-write-test /var/.atoll-write-test").unwrap();
+        let status = vm.run("ostree admin status").unwrap();
+        assert!(status.contains(&format!("origin refspec: atoll:{ref_name}")), "{status}");
+        let url = vm.run("ostree remote show-url atoll").unwrap();
+        assert_eq!(url.trim(), "http://10.0.2.2:8080/repo");
+        let osr = vm.run(". /usr/lib/os-release && echo $IMAGE_VERSION").unwrap();
+        assert_eq!(osr.trim(), version);
+        vm.run("journalctl -b --no-pager -q -n 1 >/dev/null && test -d /var/log/journal -o -d /run/log/journal").unwrap();
+        // First boot grew the root filesystem to the 10 GiB disk.
+        let size: u64 = vm.run("findmnt -bno SIZE /sysroot").unwrap().trim().parse().unwrap();
+        assert!(size > 9 << 30, "root filesystem not grown: {size} bytes");
+        vm.run("systemctl is-active atoll-growfs.service && systemd-analyze verify atoll-growfs.service").unwrap();
+        let motd = vm.run("cat /etc/motd").unwrap();
+        assert!(motd.contains("Atoll"), "{motd}");
+        vm.shutdown().unwrap();
+        vm.console().check().unwrap();
+    }
+}
