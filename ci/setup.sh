@@ -10,8 +10,8 @@ PACKAGES=(
   ostree mmdebstrap bubblewrap debian-archive-keyring gnupg ca-certificates
   # images: partitioning, filesystems, boot loaders, qcow2
   gdisk fdisk util-linux e2fsprogs xfsprogs mtools extlinux syslinux-common grub-efi-amd64-bin qemu-utils
-  # booted tests
-  qemu-system-x86 ovmf
+  # booted tests; host tests serve repos over HTTP with python3 -m http.server
+  qemu-system-x86 ovmf python3
 )
 
 missing=()

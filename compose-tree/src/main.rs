@@ -20,7 +20,8 @@ fn main() -> ExitCode {
     match compose_tree::cli::run_from_iter(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // One line, whatever the libraries underneath put in their messages.
+            eprintln!("error: {}", format!("{e:#}").replace('\n', "; "));
             ExitCode::FAILURE
         }
     }

@@ -4,10 +4,9 @@
 
 use std::path::Path;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{Context, Result};
 use glib::prelude::*;
 use ostree::gio;
-use ostree::gio::prelude::FileExt;
 
 use super::recipe::Recipe;
 
@@ -42,13 +41,8 @@ pub fn deploy(mnt: &Path, src_repo: &Path, ref_name: &str, checksum: &str, recip
     repo.remote_add(&r.name, Some(&r.url), Some(&opts.end()), c)
         .with_context(|| format!("adding remote {} ({})", r.name, r.url))?;
     if let Some(key) = &recipe.gpg_key_path {
-        let stream = gio::File::for_path(key).read(c).with_context(|| format!("opening {}", key.display()))?;
-        let n = repo
-            .remote_gpg_import(&r.name, Some(&stream), &[], c)
-            .with_context(|| format!("importing GPG key {} for remote {}", key.display(), r.name))?;
-        if n == 0 {
-            return Err(anyhow!("{}: no GPG key imported", key.display()));
-        }
+        let bytes = std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
+        atoll_utils::gpg::import_all_keys(&repo, &r.name, &bytes).with_context(|| format!("{}", key.display()))?;
     }
 
     let src_url = format!("file://{}", src_repo.canonicalize()?.display());

@@ -1,0 +1,24 @@
+//! # updater: the on-host agent (`host`)
+//!
+//! Moves a machine between OSTree commits atomically, the way rpm-ostree and bootc do, through
+//! libostree's Sysroot API (never the `ostree` CLI). Every command works on the booted `/` or on
+//! a sysroot in a directory (`--sysroot`), so all of it is testable without booting.
+//!
+//! - [`sysroot`]: open + lock (libostree's sysroot lock: one mutation at a time) and describe
+//!   deployments ([`sysroot::DeploymentInfo`], the `host status --json` schema).
+//! - [`pull`]: fetch from a remote with GPG verification, static deltas, progress and resume.
+//! - [`deploy`]: pre-flight space checks, then stage (booted; finalized at shutdown by
+//!   ostree-finalize-staged.service) or write (not booted) a new deployment with /etc merged.
+//! - [`upgrade`]: `upgrade`, `deploy VERSION`, `rebase`; refuses downgrades unless allowed.
+//! - [`rollback`]: reorder the deployment list so the previous deployment boots next.
+//! - [`remote`], [`kargs`]: remotes of the sysroot repo; kernel-argument edits.
+//! - [`cli`]: options and dispatch; exit code 77 for "nothing to do" with `--unchanged-exit-77`.
+
+pub mod cli;
+pub mod deploy;
+pub mod kargs;
+pub mod pull;
+pub mod remote;
+pub mod rollback;
+pub mod sysroot;
+pub mod upgrade;

@@ -1,0 +1,160 @@
+//! Opening a sysroot (the booted `/` or a directory), taking its lock, and describing its
+//! deployments.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use ostree::gio;
+use serde::Serialize;
+
+/// An open, loaded and locked sysroot. The lock is libostree's own, so `host`, `ostree admin`
+/// and rpm-ostree-style tools never interleave mutations; it is released on drop.
+pub struct Sysroot {
+    pub sysroot: ostree::Sysroot,
+    pub path: PathBuf,
+    locked: bool,
+}
+
+impl Sysroot {
+    /// Open and load the sysroot at `path` without locking (read-only commands).
+    pub fn open(path: &Path) -> Result<Sysroot> {
+        let sysroot = ostree::Sysroot::new(Some(&gio::File::for_path(path)));
+        sysroot.load(gio::Cancellable::NONE).with_context(|| format!("loading sysroot {}", path.display()))?;
+        Ok(Sysroot { sysroot, path: path.to_path_buf(), locked: false })
+    }
+
+    /// Open, lock (waiting, and saying so, when another process holds it) and load.
+    pub fn open_locked(path: &Path) -> Result<Sysroot> {
+        let sysroot = ostree::Sysroot::new(Some(&gio::File::for_path(path)));
+        // The lock lives in the sysroot; initialise the object first.
+        sysroot.initialize().with_context(|| format!("opening sysroot {}", path.display()))?;
+        if !sysroot.try_lock().with_context(|| format!("locking sysroot {}", path.display()))? {
+            eprintln!("Waiting for the sysroot lock on {} (another host/ostree command holds it)...", path.display());
+            sysroot.lock().with_context(|| format!("locking sysroot {}", path.display()))?;
+        }
+        sysroot.load(gio::Cancellable::NONE).with_context(|| format!("loading sysroot {}", path.display()))?;
+        Ok(Sysroot { sysroot, path: path.to_path_buf(), locked: true })
+    }
+
+    pub fn repo(&self) -> ostree::Repo {
+        self.sysroot.repo()
+    }
+
+    /// The deployment new work starts from: the booted one, else the default for `os`.
+    pub fn merge_deployment(&self, os: Option<&str>) -> Result<ostree::Deployment> {
+        if let Some(b) = self.sysroot.booted_deployment() {
+            if os.is_none_or(|o| b.osname() == o) {
+                return Ok(b);
+            }
+        }
+        // Not booted: the stateroot of the default (first non-staged) deployment.
+        let default_os = self.sysroot.deployments().into_iter().find(|d| !d.is_staged()).map(|d| d.osname().to_string());
+        let os = os.map(str::to_string).or(default_os);
+        self.sysroot
+            .merge_deployment(os.as_deref())
+            .ok_or_else(|| anyhow!("no deployment{} in {}", os.as_ref().map(|o| format!(" for os {o}")).unwrap_or_default(), self.path.display()))
+    }
+
+    /// The stateroot to act on: `--os`, else the merge deployment's.
+    pub fn osname(&self, os: Option<&str>) -> Result<String> {
+        Ok(self.merge_deployment(os)?.osname().to_string())
+    }
+}
+
+impl Drop for Sysroot {
+    fn drop(&mut self) {
+        if self.locked {
+            self.sysroot.unlock();
+        }
+    }
+}
+
+/// The `remote:ref` a deployment follows.
+pub fn origin_refspec(d: &ostree::Deployment) -> Option<String> {
+    d.origin().and_then(|o| o.string("origin", "refspec").ok()).map(|s| s.to_string())
+}
+
+/// Split `remote:ref` (a bare ref has no remote).
+pub fn split_refspec(spec: &str) -> (Option<&str>, &str) {
+    match spec.split_once(':') {
+        Some((r, rf)) => (Some(r), rf),
+        None => (None, spec),
+    }
+}
+
+/// One deployment as `host status` shows it. The JSON schema is documented in docs/host.md.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DeploymentInfo {
+    /// Position in boot order (0 boots next).
+    pub index: usize,
+    pub osname: String,
+    pub checksum: String,
+    pub serial: i32,
+    pub version: Option<String>,
+    /// Commit timestamp, seconds since the epoch.
+    pub timestamp: u64,
+    /// `remote:ref` from the origin file.
+    pub origin: Option<String>,
+    pub booted: bool,
+    pub staged: bool,
+    /// The deployment `host rollback` would make the default.
+    pub rollback: bool,
+    pub pinned: bool,
+    /// Kernel arguments of the boot entry.
+    pub kargs: Option<String>,
+}
+
+/// Version and timestamp of a commit in `repo`.
+pub fn commit_meta(repo: &ostree::Repo, checksum: &str) -> Result<(Option<String>, u64)> {
+    let c = repo
+        .load_variant(ostree::ObjectType::Commit, checksum)
+        .with_context(|| format!("loading commit {checksum}"))?;
+    let meta = glib::VariantDict::new(Some(&c.child_value(0)));
+    let version = meta.lookup::<String>("version").ok().flatten();
+    Ok((version, ostree::commit_get_timestamp(&c)))
+}
+
+/// Every deployment in boot order.
+pub fn deployments(s: &Sysroot) -> Result<Vec<DeploymentInfo>> {
+    let repo = s.repo();
+    let booted = s.sysroot.booted_deployment();
+    let deps = s.sysroot.deployments();
+    let rollback_idx = rollback_index(&deps, booted.as_ref());
+    let mut out = Vec::new();
+    for (i, d) in deps.iter().enumerate() {
+        let (version, timestamp) = commit_meta(&repo, &d.csum())?;
+        out.push(DeploymentInfo {
+            index: i,
+            osname: d.osname().to_string(),
+            checksum: d.csum().to_string(),
+            serial: d.deployserial(),
+            version,
+            timestamp,
+            origin: origin_refspec(d),
+            booted: booted.as_ref().is_some_and(|b| b.equal(d)),
+            staged: d.is_staged(),
+            rollback: rollback_idx == Some(i),
+            pinned: d.is_pinned(),
+            kargs: d.bootconfig().and_then(|b| b.get("options")).map(|s| s.to_string()),
+        });
+    }
+    Ok(out)
+}
+
+/// Which deployment a rollback would make the default: the first non-staged deployment that is
+/// neither the booted one (when booted) nor the current default.
+pub fn rollback_index(deps: &[ostree::Deployment], booted: Option<&ostree::Deployment>) -> Option<usize> {
+    let current = match booted {
+        Some(b) => deps.iter().position(|d| d.equal(b))?,
+        None => deps.iter().position(|d| !d.is_staged())?,
+    };
+    deps.iter().enumerate().position(|(i, d)| i != current && !d.is_staged())
+}
+
+/// Refuse unless the sysroot has a deployment to work from.
+pub fn require_deployments(s: &Sysroot) -> Result<()> {
+    if s.sysroot.deployments().is_empty() {
+        bail!("{} has no deployments", s.path.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,315 @@
+//! `host` against a real sysroot in a temporary directory, updates served over HTTP on
+//! 127.0.0.1 from a real archive repo with GPG-signed commits.
+//!
+//! Test scaffolding (making commits, the first deployment) uses the `ostree` CLI; everything
+//! under test goes through `host`.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+const HOST: &str = env!("CARGO_BIN_EXE_host");
+const REF: &str = "test/x86_64/host";
+
+fn sh(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn ostree(args: &[&str]) -> String {
+    sh(Command::new("ostree").args(args))
+}
+
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Serve `dir` over HTTP on 127.0.0.1.
+fn serve(dir: &Path) -> Server {
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = Command::new("python3")
+        .args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string(), "--directory"])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The guard owns the child from here on, so it is reaped on every path.
+    let server = Server { child, port };
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return server;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("http.server did not start");
+}
+
+/// A GnuPG home with one signing key; returns (homedir, key id, exported public key file).
+fn gpg_key(dir: &Path, name: &str) -> (PathBuf, String, PathBuf) {
+    let home = dir.join(format!("gnupg-{name}"));
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    sh(Command::new("gpg").arg("--homedir").arg(&home).args([
+        "--batch", "--passphrase", "", "--quick-gen-key", &format!("Atoll {name} <{name}@atoll.invalid>"), "ed25519", "sign", "never",
+    ]));
+    let list = sh(Command::new("gpg").arg("--homedir").arg(&home).args(["--list-keys", "--with-colons"]));
+    let fpr = list.lines().find(|l| l.starts_with("fpr:")).unwrap().split(':').nth(9).unwrap().to_string();
+    let key = dir.join(format!("{name}.asc"));
+    let exported = sh(Command::new("gpg").arg("--homedir").arg(&home).args(["--armor", "--export", &fpr]));
+    std::fs::write(&key, exported).unwrap();
+    (home, fpr, key)
+}
+
+/// A small bootable tree whose content differs by `version` (and kernel args test needs none).
+fn make_tree(dir: &Path, version: &str) -> PathBuf {
+    let root = dir.join(format!("tree-{version}"));
+    let _ = std::fs::remove_dir_all(&root);
+    for d in ["usr/bin", "usr/etc", "usr/lib/modules/6.1.0-test", "var", "boot", "sysroot"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::write(root.join("usr/bin/tool"), format!("tool {version}\n")).unwrap();
+    std::fs::write(root.join("usr/etc/atoll-release"), format!("{version}\n")).unwrap();
+    std::fs::write(root.join("usr/etc/os-release"), "NAME=Atoll\nID=atoll\n").unwrap();
+    // Kernels differ per version so the boot loader entries differ too.
+    std::fs::write(root.join("usr/lib/modules/6.1.0-test/vmlinuz"), format!("kernel {version}")).unwrap();
+    std::fs::write(root.join("usr/lib/modules/6.1.0-test/initramfs.img"), format!("initramfs {version}")).unwrap();
+    root
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    server_repo: PathBuf,
+    sysroot: PathBuf,
+    gpg_home: PathBuf,
+    key_id: String,
+    _server: Server,
+    port: u16,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_path_buf();
+        let server_root = d.join("srv");
+        let server_repo = server_root.join("repo");
+        std::fs::create_dir_all(&server_root).unwrap();
+        ostree(&["init", "--mode=archive", &format!("--repo={}", server_repo.display())]);
+        let (gpg_home, key_id, pubkey) = gpg_key(&d, "good");
+        let server = serve(&server_root);
+        let port = server.port;
+        let f = Fixture { dir, server_repo, sysroot: d.join("sysroot"), gpg_home, key_id, _server: server, port };
+        f.publish("1", true, None);
+
+        // The machine: a sysroot with the remote (through `host`) and a first deployment.
+        let sr = f.sysroot.to_str().unwrap().to_string();
+        std::fs::create_dir_all(&f.sysroot).unwrap();
+        ostree(&["admin", "init-fs", &sr]);
+        ostree(&["admin", "os-init", "atoll", &format!("--sysroot={sr}")]);
+        let url = format!("http://127.0.0.1:{port}/repo");
+        let out = f.host(&["remote", "add", "atoll", &url]);
+        assert!(!out.status.success(), "a remote without a key needs --no-gpg-verify");
+        assert!(stderr(&out).contains("--no-gpg-verify"), "{}", stderr(&out));
+        let out = f.host(&["remote", "add", "atoll", &url, "--gpg-import", pubkey.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        ostree(&[&format!("--repo={sr}/ostree/repo"), "pull", "atoll", REF]);
+        ostree(&["admin", "deploy", &format!("--sysroot={sr}"), "--os=atoll", "--karg=root=LABEL=root", "--karg=quiet", &format!("atoll:{REF}")]);
+        f
+    }
+
+    /// Commit a tree for `version` on the server, signed with `key` (default: the good key).
+    fn publish(&self, version: &str, sign: bool, key: Option<(&Path, &str)>) -> String {
+        let tree = make_tree(self.dir.path(), version);
+        let repo = format!("--repo={}", self.server_repo.display());
+        let mut args = vec![repo.clone(), "commit".into(), format!("--branch={REF}"), format!("--add-metadata-string=version={version}")];
+        if sign {
+            let (home, id) = key.unwrap_or((&self.gpg_home, &self.key_id));
+            args.push(format!("--gpg-sign={id}"));
+            args.push(format!("--gpg-homedir={}", home.display()));
+        }
+        args.push(tree.display().to_string());
+        let csum = sh(Command::new("ostree").args(&args)).trim().to_string();
+        ostree(&[&repo, "summary", "-u"]);
+        csum
+    }
+
+    fn host(&self, args: &[&str]) -> Output {
+        Command::new(HOST).arg("--sysroot").arg(&self.sysroot).args(args).output().unwrap()
+    }
+
+    fn host_ok(&self, args: &[&str]) -> String {
+        let out = self.host(args);
+        assert!(out.status.success(), "host {args:?}: {}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn status(&self) -> Vec<serde_json::Value> {
+        let v: serde_json::Value = serde_json::from_str(&self.host_ok(&["status", "--json"])).unwrap();
+        v["deployments"].as_array().unwrap().clone()
+    }
+
+    fn versions(&self) -> Vec<String> {
+        self.status().iter().map(|d| d["version"].as_str().unwrap().to_string()).collect()
+    }
+
+    fn deploy_dir(&self, d: &serde_json::Value) -> PathBuf {
+        self.sysroot.join(format!(
+            "ostree/deploy/atoll/deploy/{}.{}",
+            d["checksum"].as_str().unwrap(),
+            d["serial"].as_i64().unwrap()
+        ))
+    }
+
+    /// The deployment directory the first boot loader entry (the default) boots.
+    fn default_entry_target(&self) -> PathBuf {
+        let entries = self.sysroot.join("boot/loader/entries");
+        let mut best: Option<(u64, String)> = None;
+        for e in std::fs::read_dir(&entries).unwrap() {
+            let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+            let n: u64 = text.lines().find_map(|l| l.strip_prefix("version ")).unwrap().trim().parse().unwrap();
+            if best.as_ref().is_none_or(|(b, _)| n > *b) {
+                best = Some((n, text));
+            }
+        }
+        let text = best.unwrap().1;
+        let opts = text.lines().find_map(|l| l.strip_prefix("options ")).unwrap();
+        let ostree_arg = opts.split_whitespace().find_map(|a| a.strip_prefix("ostree=")).unwrap();
+        std::fs::canonicalize(self.sysroot.join(ostree_arg.trim_start_matches('/'))).unwrap()
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn upgrade_rollback_deploy_kargs_and_refusals() {
+    let f = Fixture::new();
+    let st = f.status();
+    assert_eq!(st.len(), 1);
+    assert_eq!(st[0]["version"], "1");
+    assert_eq!(st[0]["origin"], format!("atoll:{REF}"));
+    assert_eq!(st[0]["booted"], false);
+    let list = f.host_ok(&["remote", "list"]);
+    assert!(list.contains(&format!("http://127.0.0.1:{}/repo", f.port)), "{list}");
+
+    // Nothing new yet: exit 77 on request.
+    let out = f.host(&["upgrade", "--unchanged-exit-77"]);
+    assert_eq!(out.status.code(), Some(77), "{}", stderr(&out));
+
+    // An /etc edit on the running deployment must survive upgrades.
+    std::fs::write(f.deploy_dir(&st[0]).join("etc/local.conf"), "mine\n").unwrap();
+
+    f.publish("2", true, None);
+    let check: serde_json::Value = serde_json::from_str(&f.host_ok(&["upgrade", "--check", "--json"])).unwrap();
+    assert_eq!(check["outcome"], "available");
+    assert_eq!(check["to_version"], "2");
+    assert_eq!(f.versions(), ["1"], "--check changes nothing");
+
+    let up: serde_json::Value = serde_json::from_str(&f.host_ok(&["upgrade", "--json"])).unwrap();
+    assert_eq!(up["outcome"], "deployed", "{up}");
+    assert!(up["pull"]["bytes_transferred"].as_u64().unwrap() > 0);
+    let st = f.status();
+    assert_eq!(f.versions(), ["2", "1"]);
+    assert_eq!(st[1]["rollback"], true);
+    assert_eq!(f.default_entry_target(), f.deploy_dir(&st[0]), "boot loader default is v2");
+    assert_eq!(std::fs::read_to_string(f.deploy_dir(&st[0]).join("etc/local.conf")).unwrap(), "mine\n");
+    assert_eq!(std::fs::read_to_string(f.deploy_dir(&st[0]).join("usr/bin/tool")).unwrap(), "tool 2\n");
+
+    // Rollback: v1 boots next, entries swapped.
+    f.host_ok(&["rollback"]);
+    let st = f.status();
+    assert_eq!(f.versions(), ["1", "2"]);
+    assert_eq!(f.default_entry_target(), f.deploy_dir(&st[0]), "boot loader default is v1 again");
+
+    // Deploy by version from the history.
+    f.publish("3", true, None);
+    f.host_ok(&["deploy", "2"]);
+    assert_eq!(f.versions()[0], "2");
+
+    // Kernel arguments: a new deployment with the edited command line.
+    f.host_ok(&["kargs", "--append", "atoll.test=1", "--delete", "quiet"]);
+    let st = f.status();
+    let kargs = st[0]["kargs"].as_str().unwrap();
+    assert!(kargs.contains("atoll.test=1") && !kargs.contains("quiet") && kargs.contains("root=LABEL=root"), "{kargs}");
+    assert_eq!(st[0]["version"], "2");
+
+    // Upgrade to 3, then the server goes back to 2: a downgrade, refused unless allowed.
+    f.host_ok(&["upgrade"]);
+    assert_eq!(f.versions()[0], "3");
+    let before = f.status();
+    let v2 = ostree(&[&format!("--repo={}", f.server_repo.display()), "rev-parse", &format!("{REF}^")]);
+    ostree(&[&format!("--repo={}", f.server_repo.display()), "reset", REF, v2.trim()]);
+    ostree(&[&format!("--repo={}", f.server_repo.display()), "summary", "-u"]);
+    let out = f.host(&["upgrade"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("refusing to downgrade"), "{}", stderr(&out));
+    assert_eq!(f.status(), before, "nothing staged after a refused downgrade");
+
+    // An unsigned commit and one signed by an unknown key are refused, nothing deployed.
+    f.publish("4-unsigned", false, None);
+    let out = f.host(&["upgrade"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no signatures found"), "{}", stderr(&out));
+    assert_eq!(f.status(), before);
+    let (other_home, other_id, _) = gpg_key(f.dir.path(), "stranger");
+    f.publish("5-stranger", true, Some((&other_home, &other_id)));
+    let out = f.host(&["upgrade"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("public key not found"), "{}", stderr(&out));
+    assert_eq!(stderr(&out).lines().count(), 1, "one-line error: {}", stderr(&out));
+    assert_eq!(f.status(), before);
+
+    // A tampered object: the pull fails its checksum, nothing deployed.
+    let c6 = f.publish("6", true, None);
+    let objects = f.server_repo.join("objects");
+    let tool_obj = find_file_object(&f.server_repo, &c6, "/usr/bin/tool");
+    let path = objects.join(&tool_obj[..2]).join(format!("{}.filez", &tool_obj[2..]));
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&path, bytes).unwrap();
+    let out = f.host(&["upgrade"]);
+    assert!(!out.status.success(), "tampered object accepted");
+    let err = stderr(&out);
+    assert!(err.contains("Invalid compressed data") || err.contains("Corrupted"), "{err}");
+    assert_eq!(f.status(), before);
+}
+
+/// The content checksum of `path` in `commit`.
+fn find_file_object(repo: &Path, commit: &str, path: &str) -> String {
+    let out = ostree(&[&format!("--repo={}", repo.display()), "ls", "-C", commit, path]);
+    out.split_whitespace().nth(4).unwrap().to_string()
+}
+
+#[test]
+fn concurrent_upgrades_do_not_interleave() {
+    let f = Fixture::new();
+    f.publish("2", true, None);
+    let spawn = || Command::new(HOST).arg("--sysroot").arg(&f.sysroot).args(["upgrade", "--json"]).output();
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(spawn);
+        let b = s.spawn(spawn);
+        (a.join().unwrap().unwrap(), b.join().unwrap().unwrap())
+    });
+    assert!(a.status.success() && b.status.success(), "{}\n{}", stderr(&a), stderr(&b));
+    let outcomes: Vec<String> = [&a, &b]
+        .iter()
+        .map(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["outcome"].as_str().unwrap().to_string())
+        .collect();
+    let mut sorted = outcomes.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["deployed", "no-change"], "exactly one upgrade happened: {outcomes:?}");
+    assert_eq!(f.versions(), ["2", "1"]);
+    let fsck = ostree(&[&format!("--repo={}/ostree/repo", f.sysroot.display()), "fsck"]);
+    assert!(fsck.contains("no errors"), "{fsck}");
+}
