@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Instant;
 
+use vmtest::fixtures::{self, GpgKey};
 use vmtest::{Firmware, Vm, VmConfig};
 
 const BIN: &str = env!("CARGO_BIN_EXE_compose-tree");
@@ -35,29 +36,67 @@ fn assert_no_leftovers(dir: &Path) {
     let loops = String::from_utf8(Command::new("losetup").arg("-a").output().unwrap().stdout).unwrap();
     assert!(!loops.contains(dir.to_str().unwrap()), "loop devices left: {loops}");
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
-    assert!(!mounts.contains(dir.to_str().unwrap()), "mounts left: {mounts}");
+    assert!(!mounts.contains(dir.to_str().unwrap()) && !mounts.contains("/atoll-image-"), "mounts left: {mounts}");
+}
+
+/// Compose `treefile` signed with `key` into `repo`; returns the version.
+fn compose_signed(treefile: &Path, repo: &Path, key: &GpgKey) -> String {
+    let c = json(&run(&[
+        "compose", treefile.to_str().unwrap(), "--repo", repo.to_str().unwrap(),
+        "--cachedir", tmp().join("compose-cache").to_str().unwrap(), "--json",
+        "--gpg-sign", &key.id, "--gpg-homedir", key.homedir.to_str().unwrap(),
+    ]));
+    c["version"].as_str().unwrap().to_string()
+}
+
+/// What every booted image must show.
+fn check_booted(vm: &mut Vm, firmware: Firmware, version: &str, ref_name: &str, url: &str) {
+    let cmdline = vm.run("cat /proc/cmdline").unwrap();
+    assert!(cmdline.contains("ostree=/ostree/boot."), "{cmdline}");
+    assert!(cmdline.contains("console=ttyS0"), "recipe kernel-args: {cmdline}");
+    let efi = vm.exec("test -d /sys/firmware/efi").unwrap().code == 0;
+    assert_eq!(efi, firmware == Firmware::Uefi, "booted through the expected firmware");
+    let ro = vm.exec("touch /usr/.atoll-write-test").unwrap();
+    assert_ne!(ro.code, 0, "/usr must be read-only");
+    assert!(ro.stderr.contains("Read-only"), "{}", ro.stderr);
+    vm.run("touch /etc/.atoll-write-test /var/.atoll-write-test").unwrap();
+    let status = vm.run("ostree admin status").unwrap();
+    assert!(status.contains(&format!("origin refspec: atoll:{ref_name}")), "{status}");
+    assert_eq!(vm.run("ostree remote show-url atoll").unwrap().trim(), url);
+    assert_eq!(vm.run("ostree config --repo=/ostree/repo get 'remote \"atoll\".gpg-verify'").unwrap().trim(), "true");
+    assert_eq!(vm.run(". /usr/lib/os-release && echo $IMAGE_VERSION").unwrap().trim(), version);
+    vm.run("journalctl -b --no-pager -q -n 1 >/dev/null && test -d /var/log/journal -o -d /run/log/journal").unwrap();
+    // First boot grew the root filesystem to the 10 GiB disk.
+    let size: u64 = vm.run("findmnt -bno SIZE /sysroot").unwrap().trim().parse().unwrap();
+    assert!(size > 9 << 30, "root filesystem not grown: {size} bytes");
+    vm.run("systemctl is-active atoll-growfs.service && systemd-analyze verify atoll-growfs.service").unwrap();
+    assert!(vm.run("cat /etc/motd").unwrap().contains("Atoll"));
 }
 
 #[test]
-fn reference_image_boots_on_bios_and_uefi() {
+fn reference_image_boots_on_bios_and_uefi_and_upgrades() {
     let ws = workspace();
-    let repo = tmp().join("image-repo");
-    let cache = tmp().join("compose-cache");
-    let treefile = ws.join("image-recipes/atoll-host/treefile.toml");
-    let recipe = ws.join("image-recipes/atoll-host/image.toml");
-    let ref_name = format!("atoll/{}/stable", std::env::consts::ARCH);
-    let composed = run(&[
-        "compose", treefile.to_str().unwrap(), "--repo", repo.to_str().unwrap(),
-        "--cachedir", cache.to_str().unwrap(), "--json",
-    ]);
-    let version = if composed.status.success() {
-        let c = json(&composed);
-        c["version"].as_str().unwrap().to_string()
-    } else {
-        panic!("compose failed");
-    };
     let out_dir = tempfile::tempdir_in(tmp()).unwrap();
     let out = out_dir.path();
+    let key = fixtures::gpg_key(out, "atoll-test").unwrap();
+    let srv = out.join("srv");
+    let repo = srv.join("repo");
+    let treefile = ws.join("image-recipes/atoll-host/treefile.toml");
+    let ref_name = format!("atoll/{}/stable", std::env::consts::ARCH);
+    let version = compose_signed(&treefile, &repo, &key);
+    let server = fixtures::serve(&srv).unwrap();
+    // The guest reaches the host's loopback as 10.0.2.2 through QEMU user networking.
+    let url = format!("http://10.0.2.2:{}/repo", server.port);
+    let recipe = out.join("image.toml");
+    assert_eq!(key.public, out.join("atoll-test.asc"), "the recipe names the key beside it");
+    std::fs::write(
+        &recipe,
+        std::fs::read_to_string(ws.join("image-recipes/atoll-host/image.toml"))
+            .unwrap()
+            .replace("http://10.0.2.2:8080/repo", &url)
+            .replace("gpg-verify = false", "gpg-key = \"atoll-test.asc\""),
+    )
+    .unwrap();
 
     // Bad input: a ref that does not exist, and a failure halfway (an unreadable GPG key fails
     // the deploy step after partitions are mounted): no output, no loop device, no mount.
@@ -69,7 +108,7 @@ fn reference_image_boots_on_bios_and_uefi() {
     std::fs::write(&garbage_key, "this is not a key\n").unwrap();
     std::fs::write(
         &bad_recipe,
-        std::fs::read_to_string(&recipe).unwrap().replace("gpg-verify = false", "gpg-key = \"garbage.asc\""),
+        std::fs::read_to_string(&recipe).unwrap().replace("atoll-test.asc", "garbage.asc"),
     )
     .unwrap();
     let bad = run(&["image", "--repo", repo.to_str().unwrap(), "--ref", &ref_name, "--recipe", bad_recipe.to_str().unwrap(),
@@ -78,7 +117,8 @@ fn reference_image_boots_on_bios_and_uefi() {
     assert!(!bad.status.success(), "garbage key accepted");
     assert!(stderr.contains("garbage.asc"), "error names the key file: {stderr}");
     assert!(!out.join("bad.raw").exists(), "failed build left an output");
-    assert_eq!(std::fs::read_dir(out).unwrap().count(), 2, "only the two inputs remain in {}", out.display());
+    let left: Vec<String> = std::fs::read_dir(out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(!left.iter().any(|n| n.starts_with(".compose-tree-image") || n.ends_with(".raw")), "leftovers: {left:?}");
     assert_no_leftovers(out);
 
     // Both formats.
@@ -101,36 +141,53 @@ fn reference_image_boots_on_bios_and_uefi() {
     assert_no_leftovers(out);
     let qcow2 = &images[1];
 
-    for firmware in [Firmware::Bios, Firmware::Uefi] {
+    let boot = |firmware| {
         let started = Instant::now();
         let cfg = VmConfig { firmware, disk_size: Some(10 << 30), ..Default::default() };
         let mut vm = Vm::boot(qcow2, cfg).unwrap();
         vm.wait_ready().unwrap();
         eprintln!("BENCH boot {firmware:?}: ready (multi-user, no failed unit) after {:.0}s", started.elapsed().as_secs_f64());
+        check_booted(&mut vm, firmware, &version, &ref_name, &url);
+        vm
+    };
+    let mut vm = boot(Firmware::Uefi);
+    vm.shutdown().unwrap();
+    vm.console().check().unwrap();
+    drop(vm);
 
-        let cmdline = vm.run("cat /proc/cmdline").unwrap();
-        assert!(cmdline.contains("ostree=/ostree/boot."), "{cmdline}");
-        assert!(cmdline.contains("console=ttyS0"), "recipe kernel-args: {cmdline}");
-        let efi = vm.exec("test -d /sys/firmware/efi").unwrap().code == 0;
-        assert_eq!(efi, firmware == Firmware::Uefi, "booted through the expected firmware");
-        let ro = vm.exec("touch /usr/.atoll-write-test").unwrap();
-        assert_ne!(ro.code, 0, "/usr must be read-only");
-        assert!(ro.stderr.contains("Read-only"), "{}", ro.stderr);
-        vm.run("touch /etc/.atoll-write-test /var/.atoll-write-test").unwrap();
-        let status = vm.run("ostree admin status").unwrap();
-        assert!(status.contains(&format!("origin refspec: atoll:{ref_name}")), "{status}");
-        let url = vm.run("ostree remote show-url atoll").unwrap();
-        assert_eq!(url.trim(), "http://10.0.2.2:8080/repo");
-        let osr = vm.run(". /usr/lib/os-release && echo $IMAGE_VERSION").unwrap();
-        assert_eq!(osr.trim(), version);
-        vm.run("journalctl -b --no-pager -q -n 1 >/dev/null && test -d /var/log/journal -o -d /run/log/journal").unwrap();
-        // First boot grew the root filesystem to the 10 GiB disk.
-        let size: u64 = vm.run("findmnt -bno SIZE /sysroot").unwrap().trim().parse().unwrap();
-        assert!(size > 9 << 30, "root filesystem not grown: {size} bytes");
-        vm.run("systemctl is-active atoll-growfs.service && systemd-analyze verify atoll-growfs.service").unwrap();
-        let motd = vm.run("cat /etc/motd").unwrap();
-        assert!(motd.contains("Atoll"), "{motd}");
-        vm.shutdown().unwrap();
-        vm.console().check().unwrap();
-    }
+    // End to end on BIOS: upgrade to a v2 served from the host, reboot, roll back, reboot.
+    let mut vm = boot(Firmware::Bios);
+    let host_bin = Path::new(BIN).parent().unwrap().join("host");
+    vm.copy_in(&host_bin, "/usr/local/bin/host", 0o755).unwrap();
+    vm.run("echo kept > /etc/atoll-e2e.conf && mkdir -p /var/lib/atoll-e2e && echo data > /var/lib/atoll-e2e/file").unwrap();
+    let none = vm.exec("host upgrade --unchanged-exit-77").unwrap();
+    assert_eq!(none.code, 77, "nothing new yet: {}{}", none.stdout, none.stderr);
+
+    let v2_treefile = out.join("treefile-v2.toml");
+    std::fs::write(&v2_treefile, format!("include = \"{}\"\npackages = [\"hello\"]\n", treefile.display())).unwrap();
+    let v2 = compose_signed(&v2_treefile, &repo, &key);
+    assert_ne!(v2, version);
+    let up: serde_json::Value = serde_json::from_str(&vm.run("host upgrade --json").unwrap()).unwrap();
+    assert_eq!(up["outcome"], "staged", "{up}");
+    assert_eq!(up["to_version"], v2.as_str());
+    let st: serde_json::Value = serde_json::from_str(&vm.run("host status --json").unwrap()).unwrap();
+    assert_eq!(st["deployments"][0]["staged"], true, "{st}");
+    vm.reboot().unwrap();
+    vm.wait_ready().unwrap();
+    assert_eq!(vm.run(". /usr/lib/os-release && echo $IMAGE_VERSION").unwrap().trim(), v2);
+    assert!(vm.run("hello").unwrap().contains("Hello, world!"));
+    assert_eq!(vm.run("cat /etc/atoll-e2e.conf").unwrap(), "kept\n", "/etc edit survives the upgrade");
+    assert_eq!(vm.run("cat /var/lib/atoll-e2e/file").unwrap(), "data\n", "/var is untouched");
+    let st: serde_json::Value = serde_json::from_str(&vm.run("host status --json").unwrap()).unwrap();
+    assert_eq!(st["deployments"][0]["booted"], true);
+    assert_eq!(st["deployments"][1]["rollback"], true);
+
+    vm.run("host rollback").unwrap();
+    vm.reboot().unwrap();
+    vm.wait_ready().unwrap();
+    assert_eq!(vm.run(". /usr/lib/os-release && echo $IMAGE_VERSION").unwrap().trim(), version, "rolled back");
+    assert_eq!(vm.run("cat /var/lib/atoll-e2e/file").unwrap(), "data\n");
+    assert_ne!(vm.exec("command -v hello").unwrap().code, 0, "v1 has no hello");
+    vm.shutdown().unwrap();
+    vm.console().check().unwrap();
 }

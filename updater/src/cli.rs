@@ -283,7 +283,8 @@ pub fn run(cli: Cli) -> Result<u8> {
                     let is_pending = d.is_staged() || (booted.is_some() && *i == 0 && !is_booted);
                     d.is_pinned() || is_booted || !((pending && is_pending) || (rollback && rb == Some(*i)))
                 })
-                .map(|(_, d)| d.clone())
+                // Clone::clone shares the object (libostree matches the booted one by identity).
+                .map(|(_, d)| Clone::clone(d))
                 .collect();
             if keep.len() != deps.len() {
                 s.sysroot.write_deployments(&keep, gio::Cancellable::NONE).context("writing the deployment list")?;

@@ -98,6 +98,32 @@ pub fn pull(repo: &ostree::Repo, req: &PullRequest) -> Result<(String, PullStats
     Ok((csum, stats.get()))
 }
 
+/// How many bytes pulling `remote:ref_name` (or `commit`) would transfer, when the server has a
+/// static delta to it from what we have (a dry-run pull reads the delta superblock only).
+/// `None` when there is no delta: object-by-object pulls cannot know their size up front.
+pub fn download_size(repo: &ostree::Repo, remote: &str, ref_name: &str, commit: Option<&str>) -> Option<u64> {
+    let opts = glib::VariantDict::new(None);
+    opts.insert_value("refs", &vec![ref_name.to_string()].to_variant());
+    if let Some(c) = commit {
+        opts.insert_value("override-commit-ids", &vec![c.to_string()].to_variant());
+    }
+    opts.insert_value("dry-run", &true.to_variant());
+    opts.insert_value("require-static-deltas", &true.to_variant());
+    opts.insert_value("n-network-retries", &0u32.to_variant());
+    let progress = ostree::AsyncProgress::new();
+    let r = repo.pull_with_options(remote, &opts.end(), Some(&progress), gio::Cancellable::NONE);
+    while glib::MainContext::default().iteration(false) {}
+    progress.finish();
+    match r {
+        Ok(()) if progress.uint("total-delta-parts") > 0 => Some(progress.uint64("total-delta-part-size")),
+        Ok(()) => None,
+        Err(e) => {
+            tracing::debug!("dry-run pull: {e}");
+            None
+        }
+    }
+}
+
 /// `1.2 MiB`.
 pub fn human(b: u64) -> String {
     let units = ["B", "KiB", "MiB", "GiB"];

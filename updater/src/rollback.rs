@@ -23,9 +23,11 @@ pub fn run(s: &Sysroot) -> Result<RollbackResult> {
     let Some(target) = sysroot::rollback_index(&deps, booted.as_ref()) else {
         bail!("no deployment to roll back to in {}", s.path.display());
     };
+    // Clone::clone shares the object: libostree finds the booted deployment by identity.
+    // (Deployment's inherent `clone` would make a copy.)
     let mut order = Vec::with_capacity(deps.len());
-    order.push(deps[target].clone());
-    order.extend(deps.iter().enumerate().filter(|(i, _)| *i != target).map(|(_, d)| d.clone()));
+    order.push(Clone::clone(&deps[target]));
+    order.extend(deps.iter().enumerate().filter(|(i, _)| *i != target).map(|(_, d)| Clone::clone(d)));
     s.sysroot
         .write_deployments(&order, gio::Cancellable::NONE)
         .context("writing the reordered deployment list")?;

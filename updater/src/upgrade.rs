@@ -30,6 +30,8 @@ pub struct UpgradeResult {
     pub to_checksum: String,
     pub to_version: Option<String>,
     pub pull: PullStats,
+    /// Bytes to download, when the server has a static delta (stated before downloading).
+    pub download_size: Option<u64>,
     /// Packages changed, with `--preview`.
     pub packages: Option<PackageDiff>,
 }
@@ -145,6 +147,13 @@ pub fn run(s: &Sysroot, target: Target, opts: &UpgradeOptions) -> Result<Upgrade
         Target::Version(v) => Some(find_in_history(&repo, remote, ref_name, v)?),
         _ => None,
     };
+    let download_size = if opts.check { None } else { pull::download_size(&repo, remote, ref_name, pinned_commit.as_deref()) };
+    if opts.progress {
+        match download_size {
+            Some(n) => eprintln!("Download size: {} (static delta)", pull::human(n)),
+            None => tracing::info!("no static delta on the server; download size not known in advance"),
+        }
+    }
     let (to, stats) = pull::pull(
         &repo,
         &PullRequest {
@@ -165,6 +174,7 @@ pub fn run(s: &Sysroot, target: Target, opts: &UpgradeOptions) -> Result<Upgrade
         to_checksum: to.clone(),
         to_version,
         pull: stats,
+        download_size,
         packages: None,
     };
     if to == from && !matches!(target, Target::Rebase(_)) {

@@ -4,9 +4,8 @@
 //! Test scaffolding (making commits, the first deployment) uses the `ostree` CLI; everything
 //! under test goes through `host`.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 
 const HOST: &str = env!("CARGO_BIN_EXE_host");
 const REF: &str = "test/x86_64/host";
@@ -21,54 +20,7 @@ fn ostree(args: &[&str]) -> String {
     sh(Command::new("ostree").args(args))
 }
 
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Serve `dir` over HTTP on 127.0.0.1.
-fn serve(dir: &Path) -> Server {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new("python3")
-        .args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string(), "--directory"])
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // The guard owns the child from here on, so it is reaped on every path.
-    let server = Server { child, port };
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return server;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    panic!("http.server did not start");
-}
-
-/// A GnuPG home with one signing key; returns (homedir, key id, exported public key file).
-fn gpg_key(dir: &Path, name: &str) -> (PathBuf, String, PathBuf) {
-    let home = dir.join(format!("gnupg-{name}"));
-    std::fs::create_dir_all(&home).unwrap();
-    std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    sh(Command::new("gpg").arg("--homedir").arg(&home).args([
-        "--batch", "--passphrase", "", "--quick-gen-key", &format!("Atoll {name} <{name}@atoll.invalid>"), "ed25519", "sign", "never",
-    ]));
-    let list = sh(Command::new("gpg").arg("--homedir").arg(&home).args(["--list-keys", "--with-colons"]));
-    let fpr = list.lines().find(|l| l.starts_with("fpr:")).unwrap().split(':').nth(9).unwrap().to_string();
-    let key = dir.join(format!("{name}.asc"));
-    let exported = sh(Command::new("gpg").arg("--homedir").arg(&home).args(["--armor", "--export", &fpr]));
-    std::fs::write(&key, exported).unwrap();
-    (home, fpr, key)
-}
+use vmtest::fixtures::{self, GpgKey, HttpServer};
 
 /// A small bootable tree whose content differs by `version` (and kernel args test needs none).
 fn make_tree(dir: &Path, version: &str) -> PathBuf {
@@ -90,9 +42,8 @@ struct Fixture {
     dir: tempfile::TempDir,
     server_repo: PathBuf,
     sysroot: PathBuf,
-    gpg_home: PathBuf,
-    key_id: String,
-    _server: Server,
+    key: GpgKey,
+    _server: HttpServer,
     port: u16,
 }
 
@@ -104,10 +55,11 @@ impl Fixture {
         let server_repo = server_root.join("repo");
         std::fs::create_dir_all(&server_root).unwrap();
         ostree(&["init", "--mode=archive", &format!("--repo={}", server_repo.display())]);
-        let (gpg_home, key_id, pubkey) = gpg_key(&d, "good");
-        let server = serve(&server_root);
+        let key = fixtures::gpg_key(&d, "good").unwrap();
+        let pubkey = key.public.clone();
+        let server = fixtures::serve(&server_root).unwrap();
         let port = server.port;
-        let f = Fixture { dir, server_repo, sysroot: d.join("sysroot"), gpg_home, key_id, _server: server, port };
+        let f = Fixture { dir, server_repo, sysroot: d.join("sysroot"), key, _server: server, port };
         f.publish("1", true, None);
 
         // The machine: a sysroot with the remote (through `host`) and a first deployment.
@@ -132,7 +84,7 @@ impl Fixture {
         let repo = format!("--repo={}", self.server_repo.display());
         let mut args = vec![repo.clone(), "commit".into(), format!("--branch={REF}"), format!("--add-metadata-string=version={version}")];
         if sign {
-            let (home, id) = key.unwrap_or((&self.gpg_home, &self.key_id));
+            let (home, id) = key.unwrap_or((&self.key.homedir, &self.key.id));
             args.push(format!("--gpg-sign={id}"));
             args.push(format!("--gpg-homedir={}", home.display()));
         }
@@ -215,9 +167,16 @@ fn upgrade_rollback_deploy_kargs_and_refusals() {
     assert_eq!(check["to_version"], "2");
     assert_eq!(f.versions(), ["1"], "--check changes nothing");
 
+    // The server publishes a static delta 1 -> 2: the size is known before downloading and the
+    // pull uses the delta.
+    let repo_arg = format!("--repo={}", f.server_repo.display());
+    ostree(&[&repo_arg, "static-delta", "generate", &format!("--from={}", st[0]["checksum"].as_str().unwrap()), "--to", REF]);
+    ostree(&[&repo_arg, "summary", "-u"]);
     let up: serde_json::Value = serde_json::from_str(&f.host_ok(&["upgrade", "--json"])).unwrap();
     assert_eq!(up["outcome"], "deployed", "{up}");
     assert!(up["pull"]["bytes_transferred"].as_u64().unwrap() > 0);
+    assert!(up["pull"]["delta_parts"].as_u64().unwrap() > 0, "static delta used: {up}");
+    assert!(up["download_size"].as_u64().unwrap() > 0, "size stated up front: {up}");
     let st = f.status();
     assert_eq!(f.versions(), ["2", "1"]);
     assert_eq!(st[1]["rollback"], true);
@@ -261,8 +220,8 @@ fn upgrade_rollback_deploy_kargs_and_refusals() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("no signatures found"), "{}", stderr(&out));
     assert_eq!(f.status(), before);
-    let (other_home, other_id, _) = gpg_key(f.dir.path(), "stranger");
-    f.publish("5-stranger", true, Some((&other_home, &other_id)));
+    let stranger = fixtures::gpg_key(f.dir.path(), "stranger").unwrap();
+    f.publish("5-stranger", true, Some((&stranger.homedir, &stranger.id)));
     let out = f.host(&["upgrade"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("public key not found"), "{}", stderr(&out));

@@ -13,6 +13,7 @@
 //!   under TCG here).
 
 mod console;
+pub mod fixtures;
 mod qga;
 
 use std::path::{Path, PathBuf};
@@ -234,6 +235,13 @@ impl Vm {
             bail!("`{script}` exited {} in the guest: {}{}", out.code, out.stdout, out.stderr);
         }
         Ok(out.stdout)
+    }
+
+    /// Copy the local file `from` to `to` in the guest, with permission bits `mode`.
+    pub fn copy_in(&mut self, from: &Path, to: &str, mode: u32) -> Result<()> {
+        let data = std::fs::read(from).with_context(|| format!("reading {}", from.display()))?;
+        qga::write_file(&self.qga_socket(), to, &data).with_context(|| format!("writing {to} in the guest"))?;
+        self.run(&format!("chmod {mode:o} '{to}'")).map(drop)
     }
 
     /// Reboot the guest (a clean systemd reboot: shutdown services such as ostree's finalize

@@ -102,6 +102,19 @@ pub fn exec(sock: &Path, script: &str, timeout: Duration) -> Result<ExecOutput> 
     }
 }
 
+/// Write `data` to `path` in the guest (guest-file-open/write/close), in 48 KiB chunks.
+pub fn write_file(sock: &Path, path: &str, data: &[u8]) -> Result<()> {
+    let mut conn = Conn::open(sock, Duration::from_secs(60))?;
+    let handle = conn.call(&json!({"execute": "guest-file-open", "arguments": {"path": path, "mode": "w"}}))?;
+    let handle = handle.as_i64().ok_or_else(|| anyhow!("guest-file-open returned no handle"))?;
+    for chunk in data.chunks(48 << 10) {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(chunk);
+        conn.call(&json!({"execute": "guest-file-write", "arguments": {"handle": handle, "buf-b64": b64}}))?;
+    }
+    conn.call(&json!({"execute": "guest-file-close", "arguments": {"handle": handle}}))?;
+    Ok(())
+}
+
 /// Start `script` without waiting (for reboot/poweroff, which end the agent).
 pub fn exec_nowait(sock: &Path, script: &str) -> Result<()> {
     let mut conn = Conn::open(sock, Duration::from_secs(30))?;

@@ -78,10 +78,14 @@ pub fn build(opts: &ImageOptions) -> Result<ImageResult> {
     phases.done(ph);
 
     let ph = phases.start("filesystems");
+    // Declared before the disk so the disk (and its mounts) goes first on drop.
+    // A short mount path, whatever the output path: importing the remote's key runs GnuPG with a
+    // home under the sysroot repo's tmp dir, and Unix socket paths are limited to 107 bytes.
+    let mnt_dir = tempfile::Builder::new().prefix("atoll-image-").tempdir().context("creating a mount point")?;
+    let mnt = mnt_dir.path().join("mnt");
     let mut d = disk::Disk::attach(&raw)?;
     disk::mkfs(recipe::RootFs::Ext4, &d.part(disk::PART_BOOT), "boot")?;
     disk::mkfs(recipe.root_fs, &d.part(disk::PART_ROOT), "root")?;
-    let mnt = work.path().join("mnt");
     d.mount(disk::PART_ROOT, &mnt)?;
     d.mount(disk::PART_BOOT, &mnt.join("boot"))?;
     boot::seed(&mnt.join("boot"))?;
