@@ -9,7 +9,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 W=$(realpath -m "${BENCH_DIR:-target/bench-host}")
 CACHE=$(realpath -m "${BENCH_CACHE:-target/bench/cache}")
-rm -rf "$W"; mkdir -p "$W/srv"
+# Deployment roots carry the immutable flag (libostree sets it); clear it before removing.
+rmtree() {
+  [ -e "$1" ] || return 0
+  find "$1" -mindepth 5 -maxdepth 6 -path '*/ostree/deploy/*/deploy/*' -prune -exec chattr -i {} + 2>/dev/null || true
+  rm -rf "$1"
+}
+rmtree "$W"; mkdir -p "$W/srv"
 cargo build --release -q -p compose-tree -p atoll-updater
 T=$PWD/target/release
 REF="test/$(uname -m)/small"
@@ -59,7 +65,7 @@ PARTS=$(echo "$DELTA_JSON" | python3 -c 'import json,sys; print(json.load(sys.st
 echo "== deploy time, objects already local (best of 3)"
 best_host=999; best_ostree=999
 for round in 1 2 3; do
-  rm -rf "$W/a" "$W/b"
+  rmtree "$W/a"; rmtree "$W/b"
   cp -a "$W/c-delta" "$W/a"; cp -a "$W/c-delta" "$W/b"
   sync
   t0=$(now); $T/host --sysroot "$W/a" upgrade > /dev/null; t1=$(now)
