@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q -p compose-tree -p vmtest
+cargo deb -p atoll-updater --locked -q   # atoll-host_*.deb, which the treefile installs
 T=target/release
 mkdir -p build
 $T/compose-tree compose image-recipes/atoll-host/treefile.toml --repo build/repo

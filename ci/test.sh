@@ -11,5 +11,7 @@ fi
 
 export RUST_BACKTRACE=1
 cargo build --workspace --all-targets --locked
+# The reference treefile installs atoll-host from target/debian (the booted end-to-end test uses it).
+cargo deb -p atoll-updater --locked -q
 # One test binary at a time: the integration tests each saturate the machine's two cores.
 cargo test --workspace --locked -- --test-threads=1

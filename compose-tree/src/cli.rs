@@ -3,7 +3,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use crate::commit::{self, RepoModeArg};
@@ -153,7 +153,9 @@ pub fn run(cli: Cli) -> Result<()> {
                 repo_mode: a.repo_mode,
                 force: a.force,
                 quiet: a.json,
-                cachedir: a.cachedir,
+                // apt and mmdebstrap are handed paths under it: make them absolute.
+                cachedir: std::path::absolute(&a.cachedir)
+                    .with_context(|| format!("resolving --cachedir {}", a.cachedir.display()))?,
                 gpg_sign: a.gpg_sign,
                 gpg_homedir: a.gpg_homedir,
                 metadata_expire: std::time::Duration::from_secs(a.metadata_expire),

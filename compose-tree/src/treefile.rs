@@ -10,6 +10,7 @@ use std::path::{Component, Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 /// One treefile as written: every key optional so layers can be merged.
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -61,6 +62,22 @@ pub struct DebianLayer {
     pub components: Option<Vec<String>>,
     pub mirror: Option<String>,
     pub variant: Option<String>,
+    /// `.deb` files or directories of them, relative to the file that names them.
+    pub local_packages: Option<Vec<String>>,
+    /// `local-packages` already resolved to the `.deb` files they name (filled by `load`).
+    #[serde(skip)]
+    resolved_local: Vec<LocalPackage>,
+}
+
+/// One `.deb` from `debian.local-packages`: offered to the resolver beside the archive, so the
+/// treefile's `packages` list picks it by name like any other package.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LocalPackage {
+    /// Where it is on the build host (not hashed: its content is).
+    #[serde(skip)]
+    pub path: PathBuf,
+    pub file_name: String,
+    pub sha256: String,
 }
 
 /// A validated, merged treefile, ready to compose.
@@ -114,6 +131,8 @@ pub struct DebianSource {
     pub mirror: Option<String>,
     /// mmdebstrap variant; `minbase` unless set.
     pub variant: String,
+    /// Packages built on this host (Atoll's own `atoll-host`, say), sorted by file name.
+    pub local_packages: Vec<LocalPackage>,
 }
 
 /// The architecture names a treefile can refer to.
@@ -185,6 +204,13 @@ fn load_layer(path: &Path, stack: &mut Vec<PathBuf>, sources: &mut Vec<PathBuf>)
         }
         layer.resolved_add_files.push(AddFile { src: abs, dest });
     }
+    if let Some(d) = layer.debian.as_mut() {
+        for p in d.local_packages.take().unwrap_or_default() {
+            let found = local_debs(&layer.dir.join(&p))
+                .with_context(|| format!("{}: debian.local-packages: `{p}`", path.display()))?;
+            d.resolved_local.extend(found);
+        }
+    }
     sources.push(canonical.clone());
     stack.push(canonical);
     let mut base = Layer::default();
@@ -222,6 +248,8 @@ impl Layer {
                 components: cat(a.components, b.components),
                 mirror: b.mirror.or(a.mirror),
                 variant: b.variant.or(a.variant),
+                local_packages: None,
+                resolved_local: [a.resolved_local, b.resolved_local].concat(),
             }),
             (a, b) => b.or(a),
         };
@@ -316,6 +344,7 @@ pub const RESERVED_METADATA: &[&str] = &[
     "ostree.linux",
     "atoll.inputhash",
     "atoll.packages",
+    "ostree.sizes",
 ];
 
 impl DebianLayer {
@@ -338,8 +367,53 @@ impl DebianLayer {
         if !["minbase", "required", "important", "standard"].contains(&variant.as_str()) {
             bail!("{name}: debian.variant: `{variant}` is not one of minbase, required, important, standard");
         }
-        Ok(DebianSource { suite, components, mirror: self.mirror, variant })
+        let mut local_packages = self.resolved_local;
+        local_packages.sort_by(|a, b| a.file_name.cmp(&b.file_name));
+        if let Some(w) = local_packages.windows(2).find(|w| w[0].file_name == w[1].file_name) {
+            bail!(
+                "{name}: debian.local-packages: `{}` is named twice ({} and {})",
+                w[0].file_name,
+                w[0].path.display(),
+                w[1].path.display()
+            );
+        }
+        Ok(DebianSource { suite, components, mirror: self.mirror, variant, local_packages })
     }
+}
+
+/// The `.deb` files `path` names: itself, or every `*.deb` directly inside it (at least one).
+fn local_debs(path: &Path) -> Result<Vec<LocalPackage>> {
+    let files: Vec<PathBuf> = if path.is_dir() {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "deb") && p.is_file())
+            .collect();
+        v.sort();
+        if v.is_empty() {
+            bail!("no .deb files in {}", path.display());
+        }
+        v
+    } else if path.is_file() && path.extension().is_some_and(|e| e == "deb") {
+        vec![path.to_path_buf()]
+    } else if path.exists() {
+        bail!("{} is neither a .deb file nor a directory", path.display());
+    } else {
+        bail!("not found (looked for {})", path.display());
+    };
+    files
+        .into_iter()
+        .map(|f| {
+            let data = std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?;
+            let sha256 = Sha256::digest(&data).iter().map(|b| format!("{b:02x}")).collect();
+            let file_name = f.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            if file_name.contains(char::is_whitespace) {
+                bail!("{}: a package file name must not contain white space", f.display());
+            }
+            Ok(LocalPackage { path: f, file_name, sha256 })
+        })
+        .collect()
 }
 
 fn dedup(v: Vec<String>) -> Vec<String> {

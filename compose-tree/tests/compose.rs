@@ -88,8 +88,10 @@ fn static_bad_input_fails_before_touching_disk() {
     let dir = tempfile::tempdir().unwrap();
     let tf = copy_fixture(dir.path());
     let repo = dir.path().join("repo");
-    let cases: [(&str, &str, &str); 3] = [
+    let cases: [(&str, &str, &str); 5] = [
         ("unknown key", "\nno-such-key = true\n", "no-such-key"),
+        ("missing local package", "\n[debian]\nlocal-packages = [\"no-such-dir\"]\n", "debian.local-packages: `no-such-dir`"),
+        ("local package dir without debs", "\n[debian]\nlocal-packages = [\"files\"]\n", "no .deb files in"),
         ("missing include", "", "include `missing.toml` not found"),
         ("add-files outside /usr and /etc", "", "/var/lib/x"),
     ];
@@ -214,6 +216,47 @@ fn compose_lifecycle() {
     let bad_rev = Command::new(BIN).args(["db", "list", "--repo"]).arg(&repo).arg("no/such/ref").output().unwrap();
     assert!(!bad_rev.status.success());
     assert!(String::from_utf8_lossy(&bad_rev.stderr).contains("no/such/ref"));
+
+    // A package built on this host, named in `packages` like any other and taken from
+    // `debian.local-packages`; rebuilding it with the same version still makes a new commit.
+    let debs = dir.path().join("debs");
+    build_deb(&debs, "atoll-test-local", "1.0-1", "first build");
+    let with_local = text.replace("ref =", "packages = [\"hello\", \"atoll-test-local\"]\nref =");
+    std::fs::write(&tf, format!("{with_local}\n[debian]\nlocal-packages = [\"../debs\"]\n")).unwrap();
+    let third = json(&compose(&tf, &repo, &["--json"]));
+    assert_eq!(third["changed"], true);
+    assert_eq!(cat("/usr/bin/atoll-test-local"), "#!/bin/sh\necho first build\n");
+    let meta = ostree(&repo, &["show", "--print-metadata-key=atoll.packages", &ref_name]);
+    assert!(meta.contains("('atoll-test-local', '1.0-1', 'amd64')"), "{meta}");
+    build_deb(&debs, "atoll-test-local", "1.0-1", "second build");
+    let fourth = json(&compose(&tf, &repo, &["--json"]));
+    assert_eq!(fourth["changed"], true, "a rebuilt local package is a new input");
+    assert_eq!(fourth["parent"], third["commit"]);
+    assert_eq!(cat("/usr/bin/atoll-test-local"), "#!/bin/sh\necho second build\n", "the rebuilt package, not a cached one");
+}
+
+/// Build a real Debian package `name_version_amd64.deb` in `dir` holding `/usr/bin/NAME`, a
+/// script that echoes `says`.
+fn build_deb(dir: &Path, name: &str, version: &str, says: &str) {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("DEBIAN")).unwrap();
+    std::fs::create_dir_all(root.path().join("usr/bin")).unwrap();
+    std::fs::write(
+        root.path().join("DEBIAN/control"),
+        format!("Package: {name}\nVersion: {version}\nArchitecture: amd64\nMaintainer: Atoll tests <t@localhost>\nDescription: local package fixture\n"),
+    )
+    .unwrap();
+    let bin = root.path().join("usr/bin").join(name);
+    std::fs::write(&bin, format!("#!/bin/sh\necho {says}\n")).unwrap();
+    std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    let out = Command::new("dpkg-deb")
+        .args(["--root-owner-group", "--build"])
+        .arg(root.path())
+        .arg(dir.join(format!("{name}_{version}_amd64.deb")))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "dpkg-deb: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
@@ -234,6 +277,11 @@ fn commit_subcommand_commits_a_directory() {
     assert!(std::fs::read_to_string(repo.join("config")).unwrap().contains("mode=bare-user"));
     assert_eq!(rev_parse(&repo, "t/one"), first["commit"].as_str().unwrap());
     assert!(ostree(&repo, &["ls", "t/one", "/bin"]).contains("/bin -> usr/bin"));
+    // The `ostree.sizes` index parses with libostree's own reader: two content objects (the file
+    // and the symlink), the file's 10 bytes unpacked.
+    let sizes = ostree(&repo, &["show", "--print-sizes", "t/one"]);
+    assert!(sizes.contains("Number of objects (needed/total): 0/2"), "{sizes}");
+    assert!(sizes.contains("Unpacked size (needed/total): 0 bytes/10 bytes"), "{sizes}");
     // A second commit is parented on the first.
     let second = json(&run(&["--ref", "t/one", "--json"]));
     assert_eq!(second["parent"], first["commit"]);

@@ -11,7 +11,7 @@ use atoll_utils::cmd;
 use sha2::{Digest, Sha256};
 
 use super::{apt_sources, Package, Resolved};
-use crate::treefile::{Arch, DebianSource, Treefile};
+use crate::treefile::{Arch, DebianSource, LocalPackage, Treefile};
 
 /// A private apt configuration and state for one set of sources, kept in the cache directory
 /// so metadata refreshes and package downloads are incremental.
@@ -20,6 +20,9 @@ pub struct Apt {
     debs: PathBuf,
     sources_file: PathBuf,
     prefs_file: PathBuf,
+    /// The flat repository of `debian.local-packages`, and a digest of its index (`None`: no
+    /// local packages).
+    local: Option<(PathBuf, String)>,
     arch: Arch,
     src: DebianSource,
     packages: Vec<String>,
@@ -50,6 +53,29 @@ impl Apt {
             std::fs::create_dir_all(root.join(d)).with_context(|| format!("creating {}", root.join(d).display()))?;
         }
         std::fs::create_dir_all(&debs).with_context(|| format!("creating {}", debs.display()))?;
+        let local = if src.local_packages.is_empty() {
+            let dir = root.join("local");
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+            }
+            None
+        } else {
+            let dir = root.join("local");
+            let digest = sync_local_repo(&dir, &src.local_packages)
+                .with_context(|| format!("{}: debian.local-packages", tf.path.display()))?;
+            Some((dir, digest))
+        };
+        // The tree's own apt sources: the archive only, never this build host's local repository.
+        write_if_changed(&root.join("tree.sources"), &sources)?;
+        let mut sources = sources;
+        if let Some((dir, _)) = &local {
+            let d = dir.display().to_string();
+            if d.contains(char::is_whitespace) {
+                bail!("the compose cache directory {d} must not contain white space (apt cannot name it)");
+            }
+            // A flat repository: no signature, so it is trusted by path, which only root can write.
+            sources.push_str(&format!("\nTypes: deb\nURIs: file:{d}\nSuites: ./\nTrusted: yes\n"));
+        }
         let sources_file = root.join("etc/sources.list.d/atoll.sources");
         write_if_changed(&sources_file, &sources)?;
         write_if_changed(&root.join("status"), "")?;
@@ -65,6 +91,7 @@ impl Apt {
             debs,
             sources_file,
             prefs_file,
+            local,
             arch,
             src: src.clone(),
             packages: tf.packages.clone(),
@@ -98,17 +125,20 @@ impl Apt {
     /// Refresh package metadata unless the last refresh is younger than `max_age` (like dnf's
     /// `metadata_expire`; zero always refreshes). Unchanged indexes are not downloaded again.
     /// Returns whether a refresh happened.
+    /// A change in the local packages always refreshes.
     pub fn update(&self, max_age: Duration) -> Result<bool> {
         let stamp = self.root.join("refreshed");
         let age = std::fs::metadata(&stamp).and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
-        if age.is_some_and(|a| a < max_age) {
+        let local_digest = self.local.as_ref().map(|(_, d)| d.as_str()).unwrap_or_default();
+        let local_same = std::fs::read_to_string(&stamp).is_ok_and(|s| s == local_digest);
+        if age.is_some_and(|a| a < max_age) && local_same {
             tracing::debug!(?age, "package metadata is fresh enough");
             return Ok(false);
         }
         let uris = self.uris();
         cmd::run(self.apt("apt-get").args(["-q", "update", "--error-on=any"]))
             .with_context(|| format!("cannot refresh apt metadata from {uris}"))?;
-        std::fs::write(&stamp, "").with_context(|| format!("writing {}", stamp.display()))?;
+        std::fs::write(&stamp, local_digest).with_context(|| format!("writing {}", stamp.display()))?;
         Ok(true)
     }
 
@@ -209,6 +239,25 @@ impl Apt {
     pub fn build_rootfs(&self, target: &Path, on_line: impl FnMut(&str)) -> Result<()> {
         let lists = self.root.join("lists");
         let q = |p: &Path| format!("'{}'", p.display().to_string().replace('\'', r"'\''"));
+        // Local packages go into the target's archive cache first, so apt never needs their
+        // file: source inside the chroot, and a stale namesake in the shared cache cannot win;
+        // they are taken out again before the cache is refilled.
+        let (link_local, unlink_local) = match &self.local {
+            Some((dir, _)) => (
+                format!("cp -l {}/*.deb \"$1/var/cache/apt/archives/\" && ", q(dir)),
+                self.src
+                    .local_packages
+                    .iter()
+                    .map(|p| format!("rm -f \"$1/var/cache/apt/archives/{}\" ; ", p.file_name))
+                    .chain([format!(
+                        "for f in \"$1\"/etc/apt/sources.list.d/*{}; do cp {} \"$f\"; done ; ",
+                        self.sources_file.file_name().and_then(|n| n.to_str()).unwrap_or_default(),
+                        q(&self.root.join("tree.sources"))
+                    )])
+                    .collect(),
+            ),
+            None => (String::new(), String::new()),
+        };
         let mut c = Command::new("mmdebstrap");
         c.env("INITRD", "No") // the kernel's postinst must not build an initramfs; we do, once
             .env("LC_ALL", "C.UTF-8")
@@ -220,11 +269,11 @@ impl Apt {
             .arg("--skip=update")
             .arg("--skip=download/empty")
             .arg(format!(
-                "--setup-hook=mkdir -p \"$1/var/lib/apt/lists/partial\" \"$1/var/cache/apt/archives\" \"$1/etc/apt/preferences.d\" && cp {}/*Release {}/*_Packages* \"$1/var/lib/apt/lists/\" && cp {} \"$1/etc/apt/preferences.d/\" && find {} -maxdepth 1 -name '*.deb' -exec cp -l -t \"$1/var/cache/apt/archives/\" {{}} +",
+                "--setup-hook=mkdir -p \"$1/var/lib/apt/lists/partial\" \"$1/var/cache/apt/archives\" \"$1/etc/apt/preferences.d\" && cp {}/*Release {}/*_Packages* \"$1/var/lib/apt/lists/\" && cp {} \"$1/etc/apt/preferences.d/\" && {link_local}find {} -maxdepth 1 -name '*.deb' -exec cp -n -l -t \"$1/var/cache/apt/archives/\" {{}} +",
                 q(&lists), q(&lists), q(&self.prefs_file), q(&self.debs)
             ))
             .arg(format!(
-                "--customize-hook=find \"$1/var/cache/apt/archives\" -maxdepth 1 -name '*.deb' -exec cp -n -l -t {} {{}} + ; rm -f \"$1/etc/apt/preferences.d/{}\"",
+                "--customize-hook={unlink_local}find \"$1/var/cache/apt/archives\" -maxdepth 1 -name '*.deb' -exec cp -n -l -t {} {{}} + ; rm -f \"$1/etc/apt/preferences.d/{}\"",
                 q(&self.debs),
                 self.prefs_file.file_name().and_then(|n| n.to_str()).unwrap_or_default()
             ));
@@ -234,6 +283,42 @@ impl Apt {
         c.arg(&self.src.suite).arg(target).arg(&self.sources_file);
         cmd::run_streaming(&mut c, on_line).context("building the root filesystem with mmdebstrap")
     }
+}
+
+/// Make `dir` a flat apt repository of exactly `debs` (copied in; unchanged files are kept) with
+/// `Packages` and `Release` from `apt-ftparchive`. The index is rewritten only when the packages
+/// changed, so an unchanged set keeps its `Release` byte for byte. Returns a digest of the index.
+fn sync_local_repo(dir: &Path, debs: &[LocalPackage]) -> Result<String> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".deb") && !debs.iter().any(|d| d.file_name == name) {
+            std::fs::remove_file(e.path()).with_context(|| format!("removing {}", e.path().display()))?;
+        }
+    }
+    for d in debs {
+        let dest = dir.join(&d.file_name);
+        let same = std::fs::read(&dest).is_ok_and(|data| hex(Sha256::digest(data)) == d.sha256);
+        if !same {
+            // A fresh inode: the old one may be hard-linked into a target's archive cache.
+            let _ = std::fs::remove_file(&dest);
+            std::fs::copy(&d.path, &dest)
+                .with_context(|| format!("copying {} to {}", d.path.display(), dest.display()))?;
+        }
+    }
+    let packages = cmd::run_stdout(Command::new("apt-ftparchive").arg("packages").arg(".").current_dir(dir))
+        .context("indexing local packages with apt-ftparchive")?;
+    let packages_file = dir.join("Packages");
+    if std::fs::read_to_string(&packages_file).ok().as_deref() != Some(packages.as_str())
+        || !dir.join("Release").is_file()
+    {
+        let _ = std::fs::remove_file(dir.join("Release"));
+        std::fs::write(&packages_file, &packages).with_context(|| format!("writing {}", packages_file.display()))?;
+        let release = cmd::run_stdout(Command::new("apt-ftparchive").arg("release").arg(".").current_dir(dir))
+            .context("writing the local repository's Release with apt-ftparchive")?;
+        std::fs::write(dir.join("Release"), release).with_context(|| format!("writing {}/Release", dir.display()))?;
+    }
+    Ok(hex(Sha256::digest(packages)))
 }
 
 /// Packages from `apt-get --simulate install` output: `Inst name (version suite [arch])`.
