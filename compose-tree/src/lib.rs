@@ -17,8 +17,12 @@
 //!    builds the initramfs with the tree's own dracut in a bubblewrap sandbox
 //!    ([`postprocess::kernel`]) and rewrites the tree into the OSTree layout
 //!    ([`postprocess::layout`]: `/usr/etc`, `/var` as tmpfiles.d, root symlinks).
-//! 4. [`commit`] writes the tree through libostree in one transaction; the ref moves only when
-//!    the commit (and its signature) is complete, then the summary is regenerated.
+//!    Packages built on the build host (`debian.local-packages`, e.g. Atoll's own `atoll-host`)
+//!    join as a flat apt repository in the compose's private apt state, named in `packages` like
+//!    any other; their content is part of the input hash.
+//! 4. [`commit`] writes the tree through libostree in one transaction, with an `ostree.sizes`
+//!    index so clients can state download sizes before pulling; the ref moves only when the
+//!    commit (and its signature) is complete, then the summary is regenerated.
 //!
 //! [`image`] turns a commit into a bootable raw/qcow2 disk (hybrid GPT; extlinux on BIOS, GRUB
 //! reading ostree's syslinux config on UEFI), deploying it with libostree's Sysroot API.

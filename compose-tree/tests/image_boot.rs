@@ -157,9 +157,19 @@ fn reference_image_boots_on_bios_and_uefi_and_upgrades() {
 
     // End to end on BIOS: upgrade to a v2 served from the host, reboot, roll back, reboot.
     let mut vm = boot(Firmware::Bios);
-    let host_bin = Path::new(BIN).parent().unwrap().join("host");
-    vm.copy_in(&host_bin, "/usr/local/bin/host", 0o755).unwrap();
+    // `host` and its units come from the atoll-host package the treefile lists.
+    assert_eq!(vm.run("command -v host").unwrap().trim(), "/usr/bin/host");
+    assert!(vm.run("dpkg-query -W -f '${Status} ${Version}' atoll-host").unwrap().starts_with("install ok installed"));
+    vm.run("systemd-analyze verify atoll-upgrade.service atoll-upgrade.timer").unwrap();
     vm.run("echo kept > /etc/atoll-e2e.conf && mkdir -p /var/lib/atoll-e2e && echo data > /var/lib/atoll-e2e/file").unwrap();
+    // The unattended path: atoll-upgrade.service with nothing new exits 77, which it counts as success.
+    let unit_log = |vm: &mut Vm| {
+        let result = vm.run("systemctl start atoll-upgrade.service && systemctl show -P Result atoll-upgrade.service").unwrap();
+        assert_eq!(result.trim(), "success");
+        vm.run("journalctl -b -t atoll-upgrade -o cat --no-pager").unwrap()
+    };
+    let log = unit_log(&mut vm);
+    assert!(log.contains("No upgrade available"), "{log}");
     let none = vm.exec("host upgrade --unchanged-exit-77").unwrap();
     assert_eq!(none.code, 77, "nothing new yet: {}{}", none.stdout, none.stderr);
 
@@ -167,8 +177,14 @@ fn reference_image_boots_on_bios_and_uefi_and_upgrades() {
     std::fs::write(&v2_treefile, format!("include = \"{}\"\npackages = [\"hello\"]\n", treefile.display())).unwrap();
     let v2 = compose_signed(&v2_treefile, &repo, &key);
     assert_ne!(v2, version);
+    let check: serde_json::Value = serde_json::from_str(&vm.run("host upgrade --check --json").unwrap()).unwrap();
+    assert_eq!(check["outcome"], "available", "{check}");
+    assert!(check["download_size"].as_u64().unwrap() > 0, "size stated before downloading: {check}");
+    // The timer's service stages v2; asking again finds it already staged.
+    let log = unit_log(&mut vm);
+    assert!(log.contains(&format!("staged: {version} -> {v2}")), "{log}");
     let up: serde_json::Value = serde_json::from_str(&vm.run("host upgrade --json").unwrap()).unwrap();
-    assert_eq!(up["outcome"], "staged", "{up}");
+    assert_eq!(up["outcome"], "no-change", "already staged: {up}");
     assert_eq!(up["to_version"], v2.as_str());
     let st: serde_json::Value = serde_json::from_str(&vm.run("host status --json").unwrap()).unwrap();
     assert_eq!(st["deployments"][0]["staged"], true, "{st}");

@@ -164,18 +164,16 @@ fn report_upgrade(r: &UpgradeResult, json: bool) -> Result<()> {
         "no-change" => println!("No upgrade available (at {}).", v(&r.from_version, &r.from_checksum)),
         outcome => {
             println!("{outcome}: {} -> {} ({})", v(&r.from_version, &r.from_checksum), v(&r.to_version, &r.to_checksum), r.origin);
-            if r.pull.bytes_transferred > 0 {
+            if outcome == "available" {
+                match (r.download_size, r.unpacked_size) {
+                    (Some(d), Some(u)) => println!("Download size: {} ({} unpacked).", crate::pull::human(d), crate::pull::human(u)),
+                    _ => println!("Download size: not known before pulling (no size index, no static delta)."),
+                }
+            } else if r.pull.bytes_transferred > 0 {
                 println!("Downloaded {}.", crate::pull::human(r.pull.bytes_transferred));
             }
             if let Some(d) = &r.packages {
-                for (label, list) in [("Added", &d.added), ("Removed", &d.removed), ("Changed", &d.changed)] {
-                    if !list.is_empty() {
-                        println!("{label}:");
-                        for p in list {
-                            println!("  {p}");
-                        }
-                    }
-                }
+                print!("{}", atoll_utils::packages::render(d));
             }
             if outcome == "staged" {
                 println!("Staged; it becomes the default when the system shuts down cleanly. Reboot to use it.");

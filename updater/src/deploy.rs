@@ -38,7 +38,8 @@ fn boot_bytes(repo: &ostree::Repo, checksum: &str) -> Result<u64> {
     Ok(total)
 }
 
-fn free_bytes(path: &std::path::Path) -> Result<u64> {
+/// Bytes available to unprivileged writers on the filesystem holding `path`.
+pub fn free_bytes(path: &std::path::Path) -> Result<u64> {
     let st = nix::sys::statvfs::statvfs(path).with_context(|| format!("statvfs {}", path.display()))?;
     Ok(st.blocks_available() as u64 * st.fragment_size() as u64)
 }

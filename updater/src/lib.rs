@@ -6,10 +6,18 @@
 //!
 //! - [`sysroot`]: open + lock (libostree's sysroot lock: one mutation at a time) and describe
 //!   deployments ([`sysroot::DeploymentInfo`], the `host status --json` schema).
-//! - [`pull`]: fetch from a remote with GPG verification, static deltas, progress and resume.
-//! - [`deploy`]: pre-flight space checks, then stage (booted; finalized at shutdown by
+//! - [`pull`]: fetch from a remote with GPG verification, static deltas, progress and resume;
+//!   [`pull::needed`] states what a pull will cost before it starts, from the commit's
+//!   `ostree.sizes` index (objects the repo lacks) or the server's static delta.
+//! - [`deploy`]: the `/boot` space check, then stage (booted; finalized at shutdown by
 //!   ostree-finalize-staged.service) or write (not booted) a new deployment with /etc merged.
-//! - [`upgrade`]: `upgrade`, `deploy VERSION`, `rebase`; refuses downgrades unless allowed.
+//! - [`upgrade`]: `upgrade`, `deploy VERSION`, `rebase`. Metadata first (commit object only),
+//!   so "nothing new", "already staged", a refused downgrade and a repo without room for the
+//!   content are all decided before any content is fetched; a commit already local is not
+//!   pulled again.
+//!
+//! The binary ships as the `atoll-host` Debian package (`cargo deb -p atoll-updater`), with
+//! `atoll-upgrade.{service,timer}` from `systemd-units/` for unattended staging.
 //! - [`rollback`]: reorder the deployment list so the previous deployment boots next.
 //! - [`remote`], [`kargs`]: remotes of the sysroot repo; kernel-argument edits.
 //! - [`cli`]: options and dispatch; exit code 77 for "nothing to do" with `--unchanged-exit-77`.

@@ -98,10 +98,50 @@ pub fn pull(repo: &ostree::Repo, req: &PullRequest) -> Result<(String, PullStats
     Ok((csum, stats.get()))
 }
 
+/// What pulling a commit's content will cost, given what the repo already holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Needed {
+    /// Bytes to download.
+    pub download: u64,
+    /// Bytes the new objects take in the repo once written.
+    pub unpacked: u64,
+}
+
+/// What fetching `commit` (whose commit object is already in the repo, e.g. after a
+/// commit-only pull) would cost: from the commit's `ostree.sizes` index, counting only objects
+/// the repo lacks, or else from the server's static delta to it. `None`: neither is available.
+pub fn needed(repo: &ostree::Repo, remote: &str, ref_name: &str, commit: &str) -> Option<Needed> {
+    if let Some(n) = needed_from_sizes(repo, commit) {
+        return Some(n);
+    }
+    delta_size(repo, remote, ref_name, Some(commit))
+}
+
+fn needed_from_sizes(repo: &ostree::Repo, commit: &str) -> Option<Needed> {
+    let c = repo.load_variant(ostree::ObjectType::Commit, commit).ok()?;
+    let entries = ostree::commit_get_object_sizes(&c).ok()?;
+    if entries.is_empty() {
+        return None;
+    }
+    let mut n = Needed { download: 0, unpacked: 0 };
+    for e in entries.iter().filter(|e| e.objtype() == ostree::ObjectType::File) {
+        let have = repo.has_object(ostree::ObjectType::File, &e.checksum(), gio::Cancellable::NONE).unwrap_or(false);
+        if !have {
+            n.download += e.archived();
+            n.unpacked += e.unpacked();
+        }
+    }
+    Some(n)
+}
+
+/// Whether every object of `commit` is in the repo (not just its commit object).
+pub fn is_complete(repo: &ostree::Repo, commit: &str) -> bool {
+    repo.load_commit(commit).is_ok_and(|(_, state)| !state.contains(ostree::RepoCommitState::PARTIAL))
+}
+
 /// How many bytes pulling `remote:ref_name` (or `commit`) would transfer, when the server has a
 /// static delta to it from what we have (a dry-run pull reads the delta superblock only).
-/// `None` when there is no delta: object-by-object pulls cannot know their size up front.
-pub fn download_size(repo: &ostree::Repo, remote: &str, ref_name: &str, commit: Option<&str>) -> Option<u64> {
+pub fn delta_size(repo: &ostree::Repo, remote: &str, ref_name: &str, commit: Option<&str>) -> Option<Needed> {
     let opts = glib::VariantDict::new(None);
     opts.insert_value("refs", &vec![ref_name.to_string()].to_variant());
     if let Some(c) = commit {
@@ -115,7 +155,10 @@ pub fn download_size(repo: &ostree::Repo, remote: &str, ref_name: &str, commit: 
     while glib::MainContext::default().iteration(false) {}
     progress.finish();
     match r {
-        Ok(()) if progress.uint("total-delta-parts") > 0 => Some(progress.uint64("total-delta-part-size")),
+        Ok(()) if progress.uint("total-delta-parts") > 0 => Some(Needed {
+            download: progress.uint64("total-delta-part-size"),
+            unpacked: progress.uint64("total-delta-part-usize"),
+        }),
         Ok(()) => None,
         Err(e) => {
             tracing::debug!("dry-run pull: {e}");

@@ -2,6 +2,7 @@
 //! deploy it, refusing downgrades unless allowed.
 
 use anyhow::{anyhow, bail, Context, Result};
+use atoll_utils::packages;
 use serde::Serialize;
 
 use crate::deploy::{self, Written};
@@ -32,43 +33,19 @@ pub struct UpgradeResult {
     pub pull: PullStats,
     /// Bytes to download, when the server has a static delta (stated before downloading).
     pub download_size: Option<u64>,
+    /// Bytes the new objects take in the repo (`None`: not known before pulling).
+    pub unpacked_size: Option<u64>,
     /// Packages changed, with `--preview`.
-    pub packages: Option<PackageDiff>,
+    pub packages: Option<packages::Diff>,
 }
 
 /// Package changes between two commits, from their `atoll.packages` metadata.
-#[derive(Debug, Clone, Serialize, Default)]
-pub struct PackageDiff {
-    pub added: Vec<String>,
-    pub removed: Vec<String>,
-    pub changed: Vec<String>,
-}
-
-fn packages(repo: &ostree::Repo, checksum: &str) -> Result<std::collections::BTreeMap<String, String>> {
-    let c = repo.load_variant(ostree::ObjectType::Commit, checksum)?;
-    let meta = glib::VariantDict::new(Some(&c.child_value(0)));
-    Ok(meta
-        .lookup::<Vec<(String, String, String)>>("atoll.packages")
-        .ok()
-        .flatten()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(n, v, _)| (n, v))
-        .collect())
-}
-
-fn package_diff(repo: &ostree::Repo, from: &str, to: &str) -> Result<PackageDiff> {
-    let (a, b) = (packages(repo, from)?, packages(repo, to)?);
-    let mut d = PackageDiff::default();
-    for (n, v) in &b {
-        match a.get(n) {
-            None => d.added.push(format!("{n} {v}")),
-            Some(old) if old != v => d.changed.push(format!("{n} {old} -> {v}")),
-            _ => {}
-        }
-    }
-    d.removed = a.iter().filter(|(n, _)| !b.contains_key(*n)).map(|(n, v)| format!("{n} {v}")).collect();
-    Ok(d)
+fn package_diff(repo: &ostree::Repo, from: &str, to: &str) -> Result<packages::Diff> {
+    let list = |c: &str| -> Result<Vec<packages::Package>> {
+        let v = repo.load_variant(ostree::ObjectType::Commit, c).with_context(|| format!("loading commit {c}"))?;
+        Ok(packages::of_commit(&v))
+    };
+    Ok(packages::diff(&list(from)?, &list(to)?))
 }
 
 /// What to move to.
@@ -126,6 +103,23 @@ fn is_ancestor(repo: &ostree::Repo, ancestor: &str, descendant: &str) -> Result<
     }
 }
 
+/// Refuse before pulling when the repo's filesystem lacks room for the new objects.
+fn repo_preflight(s: &Sysroot, n: pull::Needed) -> Result<()> {
+    let repo_path = s.path.join("ostree/repo");
+    let free = deploy::free_bytes(&repo_path)?;
+    let want = n.unpacked + n.unpacked / 10 + (1 << 20);
+    if free < want {
+        bail!(
+            "not enough space in {}: the new commit needs {} ({} to download), {} is free",
+            repo_path.display(),
+            pull::human(want),
+            pull::human(n.download),
+            pull::human(free)
+        );
+    }
+    Ok(())
+}
+
 /// Run upgrade / deploy / rebase on the locked sysroot.
 pub fn run(s: &Sysroot, target: Target, opts: &UpgradeOptions) -> Result<UpgradeResult> {
     sysroot::require_deployments(s)?;
@@ -147,22 +141,17 @@ pub fn run(s: &Sysroot, target: Target, opts: &UpgradeOptions) -> Result<Upgrade
         Target::Version(v) => Some(find_in_history(&repo, remote, ref_name, v)?),
         _ => None,
     };
-    let download_size = if opts.check { None } else { pull::download_size(&repo, remote, ref_name, pinned_commit.as_deref()) };
-    if opts.progress {
-        match download_size {
-            Some(n) => eprintln!("Download size: {} (static delta)", pull::human(n)),
-            None => tracing::info!("no static delta on the server; download size not known in advance"),
-        }
-    }
-    let (to, stats) = pull::pull(
+    // Metadata first: the commit object (GPG-verified as the remote requires) says what the
+    // target is, whether it is new, older, already staged, and how much its content costs.
+    let (to, meta_stats) = pull::pull(
         &repo,
         &PullRequest {
             remote,
             ref_name,
             commit: pinned_commit.as_deref(),
-            commit_only: opts.check,
+            commit_only: true,
             depth: 0,
-            progress: opts.progress,
+            progress: false,
         },
     )?;
     let (to_version, to_ts) = sysroot::commit_meta(&repo, &to)?;
@@ -173,11 +162,25 @@ pub fn run(s: &Sysroot, target: Target, opts: &UpgradeOptions) -> Result<Upgrade
         from_version,
         to_checksum: to.clone(),
         to_version,
-        pull: stats,
-        download_size,
+        pull: meta_stats,
+        download_size: None,
+        unpacked_size: None,
         packages: None,
     };
     if to == from && !matches!(target, Target::Rebase(_)) {
+        return Ok(result);
+    }
+    // Already staged (or written as the next default): staging it again would change nothing,
+    // and an unattended timer must not redo the work every day.
+    let booted = s.sysroot.booted_deployment();
+    let pending = s.sysroot.deployments().into_iter().next().filter(|d| {
+        booted.as_ref().is_some_and(|b| !b.equal(d))
+            && d.osname() == os
+            && d.csum() == to
+            && sysroot::origin_refspec(d).as_deref() == Some(spec.as_str())
+    });
+    if pending.is_some() {
+        tracing::info!("{to} is already the pending deployment");
         return Ok(result);
     }
     if opts.preview {
@@ -191,9 +194,40 @@ pub fn run(s: &Sysroot, target: Target, opts: &UpgradeOptions) -> Result<Upgrade
             result.to_version.as_deref().unwrap_or(&to)
         );
     }
+    let complete = pull::is_complete(&repo, &to);
+    let needed = if complete {
+        Some(pull::Needed { download: 0, unpacked: 0 })
+    } else {
+        pull::needed(&repo, remote, ref_name, &to)
+    };
+    result.download_size = needed.map(|n| n.download);
+    result.unpacked_size = needed.map(|n| n.unpacked);
     if opts.check {
         result.outcome = "available";
         return Ok(result);
+    }
+    if !complete {
+        match needed {
+            Some(n) => {
+                repo_preflight(s, n)?;
+                if opts.progress {
+                    eprintln!("Download size: {} ({} unpacked)", pull::human(n.download), pull::human(n.unpacked));
+                }
+            }
+            None => tracing::info!("the commit has no size index and the server no static delta: download size unknown"),
+        }
+        let (_, stats) = pull::pull(
+            &repo,
+            &PullRequest {
+                remote,
+                ref_name,
+                commit: Some(&to),
+                commit_only: false,
+                depth: 0,
+                progress: opts.progress,
+            },
+        )?;
+        result.pull = stats;
     }
     if opts.download_only {
         result.outcome = "downloaded";

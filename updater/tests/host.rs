@@ -38,7 +38,28 @@ fn make_tree(dir: &Path, version: &str) -> PathBuf {
     root
 }
 
+/// tmpfs mounts a test made, unmounted (innermost first) when dropped.
+struct Mounts(Vec<PathBuf>);
+
+impl Mounts {
+    fn tmpfs(&mut self, at: &Path, size: &str) {
+        std::fs::create_dir_all(at).unwrap();
+        sh(Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(at));
+        self.0.push(at.to_path_buf());
+    }
+}
+
+impl Drop for Mounts {
+    fn drop(&mut self) {
+        for m in self.0.iter().rev() {
+            let _ = Command::new("umount").arg("-l").arg(m).status();
+        }
+    }
+}
+
 struct Fixture {
+    // Dropped first: the mounts go before the directory holding them is removed.
+    _mounts: Mounts,
     dir: tempfile::TempDir,
     server_repo: PathBuf,
     sysroot: PathBuf,
@@ -49,6 +70,12 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
+        Fixture::build(|_, _| {}, std::time::Duration::ZERO)
+    }
+
+    /// `mount` may put the sysroot (and its /boot) on filesystems of its own before it is
+    /// initialised; the server answers each request after `delay`.
+    fn build(mount: impl FnOnce(&mut Mounts, &Path), delay: std::time::Duration) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().to_path_buf();
         let server_root = d.join("srv");
@@ -57,9 +84,11 @@ impl Fixture {
         ostree(&["init", "--mode=archive", &format!("--repo={}", server_repo.display())]);
         let key = fixtures::gpg_key(&d, "good").unwrap();
         let pubkey = key.public.clone();
-        let server = fixtures::serve(&server_root).unwrap();
+        let server = fixtures::serve_slowly(&server_root, delay).unwrap();
         let port = server.port;
-        let f = Fixture { dir, server_repo, sysroot: d.join("sysroot"), key, _server: server, port };
+        let mut mounts = Mounts(Vec::new());
+        mount(&mut mounts, &d.join("sysroot"));
+        let f = Fixture { _mounts: mounts, dir, server_repo, sysroot: d.join("sysroot"), key, _server: server, port };
         f.publish("1", true, None);
 
         // The machine: a sysroot with the remote (through `host`) and a first deployment.
@@ -80,9 +109,30 @@ impl Fixture {
 
     /// Commit a tree for `version` on the server, signed with `key` (default: the good key).
     fn publish(&self, version: &str, sign: bool, key: Option<(&Path, &str)>) -> String {
+        self.publish_with(version, sign, key, &[], |_| {})
+    }
+
+    /// [`Fixture::publish`] with extra `ostree commit` arguments and a hook that edits the tree.
+    fn publish_with(
+        &self,
+        version: &str,
+        sign: bool,
+        key: Option<(&Path, &str)>,
+        extra: &[&str],
+        edit: impl FnOnce(&Path),
+    ) -> String {
         let tree = make_tree(self.dir.path(), version);
+        edit(&tree);
         let repo = format!("--repo={}", self.server_repo.display());
-        let mut args = vec![repo.clone(), "commit".into(), format!("--branch={REF}"), format!("--add-metadata-string=version={version}")];
+        let mut args = vec![
+            repo.clone(),
+            "commit".into(),
+            format!("--branch={REF}"),
+            format!("--add-metadata-string=version={version}"),
+            // The package list compose-tree records, for `--preview`.
+            format!("--add-metadata=atoll.packages=[('tool', '{version}', 'amd64'), ('base', '1', 'all')]"),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
         if sign {
             let (home, id) = key.unwrap_or((&self.key.homedir, &self.key.id));
             args.push(format!("--gpg-sign={id}"));
@@ -166,6 +216,11 @@ fn upgrade_rollback_deploy_kargs_and_refusals() {
     assert_eq!(check["outcome"], "available");
     assert_eq!(check["to_version"], "2");
     assert_eq!(f.versions(), ["1"], "--check changes nothing");
+    let preview: serde_json::Value = serde_json::from_str(&f.host_ok(&["upgrade", "--preview", "--json"])).unwrap();
+    assert_eq!(preview["packages"]["changed"], serde_json::json!([{"name": "tool", "from": "1", "to": "2", "arch": "amd64"}]), "{preview}");
+    assert_eq!(preview["packages"]["added"], serde_json::json!([]));
+    let text = f.host_ok(&["upgrade", "--preview"]);
+    assert!(text.contains("Changed:\n  tool 1 -> 2"), "{text}");
 
     // The server publishes a static delta 1 -> 2: the size is known before downloading and the
     // pull uses the delta.
@@ -270,5 +325,119 @@ fn concurrent_upgrades_do_not_interleave() {
     assert_eq!(sorted, ["deployed", "no-change"], "exactly one upgrade happened: {outcomes:?}");
     assert_eq!(f.versions(), ["2", "1"]);
     let fsck = ostree(&[&format!("--repo={}/ostree/repo", f.sysroot.display()), "fsck"]);
+    assert!(fsck.contains("no errors"), "{fsck}");
+}
+
+/// `len` bytes that do not compress (xorshift), so archived and unpacked sizes are both `len`.
+fn incompressible(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+fn free_mib(path: &Path) -> u64 {
+    let out = sh(Command::new("df").args(["--output=avail", "-B1M"]).arg(path));
+    out.lines().nth(1).unwrap().trim().parse().unwrap()
+}
+
+#[test]
+fn preflight_refuses_when_repo_or_boot_lack_room() {
+    let f = Fixture::build(
+        |m, sysroot| {
+            m.tmpfs(sysroot, "48m");
+            m.tmpfs(&sysroot.join("boot"), "4m");
+        },
+        std::time::Duration::ZERO,
+    );
+    let before = f.status();
+    assert_eq!(before.len(), 1);
+    let repo_dir = f.sysroot.join("ostree/repo");
+
+    // 64 MiB that cannot be compressed, in a commit with a size index: it cannot fit.
+    f.publish_with("2", true, None, &["--generate-sizes"], |root| {
+        std::fs::create_dir_all(root.join("usr/share/big")).unwrap();
+        std::fs::write(root.join("usr/share/big/blob"), incompressible(64 << 20, 7)).unwrap();
+    });
+    let check: serde_json::Value = serde_json::from_str(&f.host_ok(&["upgrade", "--check", "--json"])).unwrap();
+    assert_eq!(check["outcome"], "available");
+    assert!(check["download_size"].as_u64().unwrap() >= 64 << 20, "size index read: {check}");
+    assert!(check["unpacked_size"].as_u64().unwrap() >= 64 << 20, "{check}");
+    let free_before = free_mib(&repo_dir);
+    let out = f.host(&["upgrade"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "one-line error: {err}");
+    assert!(err.contains("not enough space in") && err.contains("ostree/repo") && err.contains("MiB is free"), "{err}");
+    assert_eq!(f.status(), before, "nothing staged");
+    assert!(free_mib(&repo_dir) + 1 >= free_before, "nothing pulled: {} MiB free, was {free_before}", free_mib(&repo_dir));
+
+    // A kernel + initramfs bigger than /boot's free space: the pull fits, the deployment does not.
+    f.publish_with("3", true, None, &["--generate-sizes"], |root| {
+        std::fs::write(root.join("usr/lib/modules/6.1.0-test/initramfs.img"), incompressible(6 << 20, 9)).unwrap();
+    });
+    let out = f.host(&["upgrade"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "one-line error: {err}");
+    assert!(errors[0].contains("not enough space in") && errors[0].contains("/boot") && errors[0].contains("MiB is free"), "{err}");
+    assert_eq!(f.status(), before, "nothing staged");
+    let entries = std::fs::read_dir(f.sysroot.join("boot/loader/entries")).unwrap().count();
+    assert_eq!(entries, 1, "boot loader entries untouched");
+}
+
+/// Files of the bare repo's objects under `dir`, recursively.
+fn count_objects(dir: &Path) -> usize {
+    let Ok(rd) = std::fs::read_dir(dir) else { return 0 };
+    rd.flatten()
+        .map(|e| {
+            let p = e.path();
+            if p.is_dir() {
+                count_objects(&p)
+            } else {
+                usize::from(p.extension().is_some_and(|x| x == "file"))
+            }
+        })
+        .sum()
+}
+
+#[test]
+fn interrupted_pull_resumes() {
+    // 60 ms per request: the 300 new objects take seconds to fetch, long enough to kill the pull.
+    let f = Fixture::build(|_, _| {}, std::time::Duration::from_millis(60));
+    f.publish_with("2", true, None, &[], |root| {
+        std::fs::create_dir_all(root.join("usr/share/many")).unwrap();
+        for i in 0..300 {
+            std::fs::write(root.join(format!("usr/share/many/f{i}")), format!("file {i} of many\n")).unwrap();
+        }
+    });
+    let tmp = f.sysroot.join("ostree/repo/tmp");
+    let mut child = Command::new(HOST).arg("--sysroot").arg(&f.sysroot).arg("upgrade").stderr(std::process::Stdio::null()).spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while count_objects(&tmp) < 40 {
+        assert!(child.try_wait().unwrap().is_none(), "the pull finished before it could be interrupted");
+        assert!(std::time::Instant::now() < deadline, "the pull made no progress");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let kept = count_objects(&tmp);
+    assert_eq!(f.versions(), ["1"], "nothing deployed by the interrupted upgrade");
+
+    let up: serde_json::Value = serde_json::from_str(&f.host_ok(&["upgrade", "--json"])).unwrap();
+    assert_eq!(up["outcome"], "deployed", "{up}");
+    let fetched = up["pull"]["objects_fetched"].as_u64().unwrap() as usize;
+    // A pull from scratch fetches at least the 300 new objects; a resumed one skips what it kept.
+    assert!(fetched + kept <= 320, "not resumed: fetched {fetched} objects although {kept} were kept");
+    assert_eq!(f.versions(), ["2", "1"]);
+    assert_eq!(std::fs::read_to_string(f.deploy_dir(&f.status()[0]).join("usr/share/many/f299")).unwrap(), "file 299 of many\n");
+    let fsck = ostree(&[&format!("--repo={}", f.sysroot.join("ostree/repo").display()), "fsck"]);
     assert!(fsck.contains("no errors"), "{fsck}");
 }

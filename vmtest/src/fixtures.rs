@@ -62,14 +62,30 @@ impl Drop for HttpServer {
 
 /// Serve `dir` over HTTP on a free loopback port.
 pub fn serve(dir: &Path) -> Result<HttpServer> {
+    serve_slowly(dir, std::time::Duration::ZERO)
+}
+
+/// Serve `dir` over HTTP on a free loopback port, answering each request only after `delay`
+/// (several at a time): a slow link, so a test can interrupt a pull half way.
+pub fn serve_slowly(dir: &Path, delay: std::time::Duration) -> Result<HttpServer> {
+    const SERVER: &str = r#"
+import functools, http.server, sys, time
+class H(http.server.SimpleHTTPRequestHandler):
+    def do_GET(self):
+        time.sleep(float(sys.argv[2]))
+        super().do_GET()
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), functools.partial(H, directory=sys.argv[3])).serve_forever()
+"#;
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let child = Command::new("python3")
-        .args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string(), "--directory"])
+        .args(["-c", SERVER, &port.to_string(), &delay.as_secs_f64().to_string()])
         .arg(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .context("starting python3 -m http.server")?;
+        .context("starting a python3 http.server")?;
     let server = HttpServer { child, port };
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {

@@ -9,15 +9,8 @@ pub mod apt_sources;
 pub mod debian;
 pub mod dpkg;
 
+pub use atoll_utils::packages::Package;
 use serde::{Deserialize, Serialize};
-
-/// One installed (or to-be-installed) package.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Package {
-    pub name: String,
-    pub version: String,
-    pub arch: String,
-}
 
 /// The package set a treefile resolves to against the current repository metadata.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use glib::prelude::*;
+use glib::translate::IntoGlib;
 use ostree::gio;
 
 use crate::backend::Package;
@@ -98,14 +99,7 @@ pub fn commit_info(repo: &ostree::Repo, rev: &str) -> Result<CommitInfo> {
         .load_variant(ostree::ObjectType::Commit, &checksum)
         .with_context(|| format!("loading commit {checksum}"))?;
     let meta = glib::VariantDict::new(Some(&commit.child_value(0)));
-    let packages = meta
-        .lookup::<Vec<(String, String, String)>>("atoll.packages")
-        .ok()
-        .flatten()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(name, version, arch)| Package { name, version, arch })
-        .collect();
+    let packages = atoll_utils::packages::of_commit(&commit);
     Ok(CommitInfo {
         version: meta.lookup::<String>("version").ok().flatten(),
         inputhash: meta.lookup::<String>("atoll.inputhash").ok().flatten(),
@@ -151,8 +145,48 @@ pub struct CommitRequest<'a> {
     pub gpg_homedir: Option<&'a Path>,
 }
 
-fn metadata(req: &CommitRequest) -> glib::Variant {
+/// libostree's `ostree.sizes` index (what `ostree commit --generate-sizes` writes): one entry per
+/// content object, `checksum[32] ‖ varint(archived size) ‖ varint(unpacked size) ‖ object type`,
+/// sorted by checksum. Clients read it with `ostree_commit_get_object_sizes` to state how much a
+/// pull will download and unpack before fetching any content.
+fn size_index(repo: &ostree::Repo, contents: &[(String, u64)]) -> Result<glib::Variant> {
+    let mut entries: Vec<Vec<u8>> = Vec::with_capacity(contents.len());
+    for (csum, unpacked) in contents {
+        let archived = repo
+            .query_object_storage_size(ostree::ObjectType::File, csum, gio::Cancellable::NONE)
+            .with_context(|| format!("reading the stored size of object {csum}"))?;
+        let mut e = hex_to_bytes(csum).ok_or_else(|| anyhow!("`{csum}` is not a SHA-256 checksum"))?;
+        put_varint(&mut e, archived);
+        put_varint(&mut e, *unpacked);
+        e.push(ostree::ObjectType::File.into_glib() as u8);
+        entries.push(e);
+    }
+    Ok(entries.to_variant())
+}
+
+fn hex_to_bytes(h: &str) -> Option<Vec<u8>> {
+    if h.len() != 64 {
+        return None;
+    }
+    (0..32).map(|i| u8::from_str_radix(h.get(2 * i..2 * i + 2)?, 16).ok()).collect()
+}
+
+/// Unsigned LEB128, as libostree's `_ostree_write_varuint64`.
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let b = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+fn metadata(req: &CommitRequest, sizes: glib::Variant) -> glib::Variant {
     let d = glib::VariantDict::new(None);
+    d.insert_value("ostree.sizes", &sizes);
     for (k, v) in req.extra {
         d.insert_value(k, &v.to_variant());
     }
@@ -168,7 +202,7 @@ fn metadata(req: &CommitRequest) -> glib::Variant {
     }
     let pkgs: Vec<(String, String, String)> =
         req.packages.iter().map(|p| (p.name.clone(), p.version.clone(), p.arch.clone())).collect();
-    d.insert_value("atoll.packages", &pkgs.to_variant());
+    d.insert_value(atoll_utils::packages::METADATA_KEY, &pkgs.to_variant());
     d.end()
 }
 
@@ -179,13 +213,14 @@ pub fn write(repo: &OpenRepo, req: &CommitRequest, on_file: &(dyn Fn() + Sync)) 
     let (path, repo) = (&repo.path, &repo.repo);
     let tx = repo.auto_transaction(cancellable).context("starting repo transaction")?;
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let mtree = writer::write_tree(repo, path, req.root, threads, on_file)
+    let written = writer::write_tree(repo, path, req.root, threads, on_file)
         .with_context(|| format!("writing {} into the repo", req.root.display()))?;
-    let root = repo.write_mtree(&mtree, cancellable).context("writing the root tree")?;
+    let sizes = size_index(repo, &written.contents)?;
+    let root = repo.write_mtree(&written.mtree, cancellable).context("writing the root tree")?;
     let root = root.downcast::<ostree::RepoFile>().map_err(|_| anyhow!("write_mtree returned no RepoFile"))?;
     let subject = req.version.map(|v| format!("{} {v}", req.ref_name));
     let checksum = repo
-        .write_commit(req.parent, subject.as_deref(), None, Some(&metadata(req)), &root, cancellable)
+        .write_commit(req.parent, subject.as_deref(), None, Some(&metadata(req, sizes)), &root, cancellable)
         .context("writing the commit object")?
         .to_string();
     if let Some(key) = req.gpg_key {

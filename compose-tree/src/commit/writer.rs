@@ -233,6 +233,13 @@ fn write_contents(
     Ok(results)
 }
 
+/// A tree written into the repo: what to commit, and every distinct content object in it with
+/// its unpacked size (for the commit's `ostree.sizes` index).
+pub struct WrittenTree {
+    pub mtree: ostree::MutableTree,
+    pub contents: Vec<(String, u64)>,
+}
+
 /// Write `root` into `repo` (which must be in a transaction, opened from `repo_path`) and return
 /// the tree to commit. `on_file` is called once per entry written.
 pub fn write_tree(
@@ -241,9 +248,17 @@ pub fn write_tree(
     root: &Path,
     threads: usize,
     on_file: &(dyn Fn() + Sync),
-) -> Result<ostree::MutableTree> {
+) -> Result<WrittenTree> {
     let entries = walk(root)?;
     let contents = write_contents(repo_path, root, &entries, threads, on_file)?;
+    let mut objects: HashMap<&str, u64> = HashMap::new();
+    for (e, c) in entries.iter().zip(&contents) {
+        if let Some(c) = c {
+            objects.insert(c.as_str(), e.size);
+        }
+    }
+    let mut objects: Vec<(String, u64)> = objects.into_iter().map(|(c, n)| (c.to_string(), n)).collect();
+    objects.sort();
     let mut trees: Vec<Option<ostree::MutableTree>> = vec![None; entries.len()];
     let top = ostree::MutableTree::new();
     // Identical directory metadata (owner, mode, xattrs) is written once.
@@ -282,5 +297,5 @@ pub fn write_tree(
             }
         }
     }
-    Ok(top)
+    Ok(WrittenTree { mtree: top, contents: objects })
 }
