@@ -20,8 +20,9 @@
 //!    Packages built on the build host (`debian.local-packages`, e.g. Atoll's own `atoll-host`)
 //!    join as a flat apt repository in the compose's private apt state, named in `packages` like
 //!    any other; their content is part of the input hash.
-//! 4. [`commit`] writes the tree through libostree in one transaction, with an `ostree.sizes`
-//!    index so clients can state download sizes before pulling; the ref moves only when the
+//! 4. [`commit`] writes the tree through libostree in one transaction, with a sparse size
+//!    index (`atoll.sizes`: the objects its parent lacks) so clients can state download sizes
+//!    before pulling; the ref moves only when the
 //!    commit (and its signature) is complete, then the summary is regenerated.
 //!
 //! [`image`] turns a commit into a bootable raw/qcow2 disk (hybrid GPT; extlinux on BIOS, GRUB

@@ -344,7 +344,7 @@ pub const RESERVED_METADATA: &[&str] = &[
     "ostree.linux",
     "atoll.inputhash",
     "atoll.packages",
-    "ostree.sizes",
+    "atoll.sizes",
 ];
 
 impl DebianLayer {

@@ -277,14 +277,16 @@ fn commit_subcommand_commits_a_directory() {
     assert!(std::fs::read_to_string(repo.join("config")).unwrap().contains("mode=bare-user"));
     assert_eq!(rev_parse(&repo, "t/one"), first["commit"].as_str().unwrap());
     assert!(ostree(&repo, &["ls", "t/one", "/bin"]).contains("/bin -> usr/bin"));
-    // The `ostree.sizes` index parses with libostree's own reader: two content objects (the file
-    // and the symlink), the file's 10 bytes unpacked.
-    let sizes = ostree(&repo, &["show", "--print-sizes", "t/one"]);
-    assert!(sizes.contains("Number of objects (needed/total): 0/2"), "{sizes}");
-    assert!(sizes.contains("Unpacked size (needed/total): 0 bytes/10 bytes"), "{sizes}");
-    // A second commit is parented on the first.
+    // The first commit's size index lists both content objects (the file and the symlink);
+    // each entry ends with its object type byte, 1 (file).
+    let sizes = ostree(&repo, &["show", "--print-metadata-key=atoll.sizes", "t/one"]);
+    assert_eq!(sizes.matches("0x01]").count(), 2, "{sizes}");
+    // A second commit is parented on the first; its size index lists only what is new.
+    std::fs::write(root.join("usr/bin/new-tool"), "new\n").unwrap();
     let second = json(&run(&["--ref", "t/one", "--json"]));
     assert_eq!(second["parent"], first["commit"]);
+    let sizes = ostree(&repo, &["show", "--print-metadata-key=atoll.sizes", "t/one"]);
+    assert_eq!(sizes.matches("0x01]").count(), 1, "{sizes}");
     // A directory that is neither empty nor a repository is refused and left alone.
     let junk = dir.path().join("junk");
     std::fs::create_dir_all(&junk).unwrap();

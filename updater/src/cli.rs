@@ -137,6 +137,9 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
+    // libostree reports some things with g_print ("Freed objects: ..." after a prune): they go
+    // to stderr, so stdout stays exactly what `host` prints (pure JSON with --json).
+    glib::set_print_handler(|s| eprint!("{s}"));
     run(Cli::parse_from(args))
 }
 

@@ -86,9 +86,32 @@ pub fn deploy(
             .sysroot
             .deploy_tree_with_options(Some(os), checksum, Some(origin), Some(merge), Some(&opts), c)
             .with_context(|| format!("deploying {checksum}"))?;
+        let before = identities(s);
         s.sysroot
-            .simple_write_deployment(Some(os), &new, Some(merge), ostree::SysrootSimpleWriteDeploymentFlags::NONE, c)
+            .simple_write_deployment(Some(os), &new, Some(merge), ostree::SysrootSimpleWriteDeploymentFlags::NO_CLEAN, c)
             .context("writing the new deployment list")?;
+        cleanup_after_write(s, &before)?;
         Ok(Written::Deployed)
+    }
+}
+
+/// Which deployments exist: (stateroot, commit, serial).
+fn identities(s: &Sysroot) -> Vec<(String, String, i32)> {
+    s.sysroot.deployments().iter().map(|d| (d.osname().to_string(), d.csum().to_string(), d.deployserial())).collect()
+}
+
+/// After a new deployment list is written: remove the old boot loader configuration and any
+/// deployment directories left behind, and prune the repo only when a deployment was dropped.
+/// When every deployment is kept no commit lost its last user, so a prune (a walk over every
+/// object of every deployment) would free nothing; it happens with the next upgrade that does
+/// drop one, or `host cleanup`.
+pub fn cleanup_after_write(s: &Sysroot, before: &[(String, String, i32)]) -> Result<()> {
+    let c = gio::Cancellable::NONE;
+    s.sysroot.load_if_changed(c).context("reloading the sysroot")?;
+    let after = identities(s);
+    if before.iter().any(|d| !after.contains(d)) {
+        s.sysroot.cleanup(c).context("cleaning up dropped deployments and pruning the repo")
+    } else {
+        s.sysroot.prepare_cleanup(c).context("cleaning up old boot loader configuration")
     }
 }

@@ -7,8 +7,8 @@
 //! - [`sysroot`]: open + lock (libostree's sysroot lock: one mutation at a time) and describe
 //!   deployments ([`sysroot::DeploymentInfo`], the `host status --json` schema).
 //! - [`pull`]: fetch from a remote with GPG verification, static deltas, progress and resume;
-//!   [`pull::needed`] states what a pull will cost before it starts, from the commit's
-//!   `ostree.sizes` index (objects the repo lacks) or the server's static delta.
+//!   [`pull::needed`] states what a pull will cost before it starts, from size indexes in the
+//!   commits (only objects the repo lacks count) or the server's static delta.
 //! - [`deploy`]: the `/boot` space check, then stage (booted; finalized at shutdown by
 //!   ostree-finalize-staged.service) or write (not booted) a new deployment with /etc merged.
 //! - [`upgrade`]: `upgrade`, `deploy VERSION`, `rebase`. Metadata first (commit object only),

@@ -29,6 +29,14 @@ pub struct PullStats {
     pub delta_parts: u32,
 }
 
+impl std::ops::AddAssign for PullStats {
+    fn add_assign(&mut self, o: PullStats) {
+        self.bytes_transferred += o.bytes_transferred;
+        self.objects_fetched += o.objects_fetched;
+        self.delta_parts += o.delta_parts;
+    }
+}
+
 /// Pull, returning the checksum now at `remote:ref_name` (or the requested commit).
 pub fn pull(repo: &ostree::Repo, req: &PullRequest) -> Result<(String, PullStats)> {
     let opts = glib::VariantDict::new(None);
@@ -108,27 +116,72 @@ pub struct Needed {
 }
 
 /// What fetching `commit` (whose commit object is already in the repo, e.g. after a
-/// commit-only pull) would cost: from the commit's `ostree.sizes` index, counting only objects
-/// the repo lacks, or else from the server's static delta to it. `None`: neither is available.
+/// commit-only pull) would cost, counting only objects the repo lacks: from libostree's full
+/// `ostree.sizes` index when the commit has one; else from the sparse `atoll.sizes` indexes of
+/// the commits between it and the newest ancestor the repo holds completely (compose-tree's);
+/// else from the server's static delta to it. `None`: none of these is available.
 pub fn needed(repo: &ostree::Repo, remote: &str, ref_name: &str, commit: &str) -> Option<Needed> {
-    if let Some(n) = needed_from_sizes(repo, commit) {
-        return Some(n);
-    }
-    delta_size(repo, remote, ref_name, Some(commit))
+    needed_from_full_index(repo, commit)
+        .or_else(|| needed_from_index(repo, remote, ref_name, commit))
+        .or_else(|| delta_size(repo, remote, ref_name, Some(commit)))
 }
 
-fn needed_from_sizes(repo: &ostree::Repo, commit: &str) -> Option<Needed> {
-    let c = repo.load_variant(ostree::ObjectType::Commit, commit).ok()?;
-    let entries = ostree::commit_get_object_sizes(&c).ok()?;
+/// From libostree's own full index (`ostree commit --generate-sizes`), when a commit has one.
+fn needed_from_full_index(repo: &ostree::Repo, commit: &str) -> Option<Needed> {
+    let v = repo.load_variant(ostree::ObjectType::Commit, commit).ok()?;
+    let entries = ostree::commit_get_object_sizes(&v).ok()?;
     if entries.is_empty() {
         return None;
     }
     let mut n = Needed { download: 0, unpacked: 0 };
     for e in entries.iter().filter(|e| e.objtype() == ostree::ObjectType::File) {
-        let have = repo.has_object(ostree::ObjectType::File, &e.checksum(), gio::Cancellable::NONE).unwrap_or(false);
-        if !have {
+        if !repo.has_object(ostree::ObjectType::File, &e.checksum(), gio::Cancellable::NONE).unwrap_or(false) {
             n.download += e.archived();
             n.unpacked += e.unpacked();
+        }
+    }
+    Some(n)
+}
+
+/// How many commits back [`needed`] walks before giving up on the size index.
+const MAX_INDEX_WALK: usize = 64;
+
+fn needed_from_index(repo: &ostree::Repo, remote: &str, ref_name: &str, target: &str) -> Option<Needed> {
+    let c = gio::Cancellable::NONE;
+    let mut new: std::collections::HashMap<String, (u64, u64)> = std::collections::HashMap::new();
+    let mut cur = target.to_string();
+    let mut covered = false;
+    for _ in 0..MAX_INDEX_WALK {
+        let commit = repo.load_variant(ostree::ObjectType::Commit, &cur).ok()?;
+        for e in atoll_utils::sizes::of_commit(&commit)? {
+            new.entry(e.checksum).or_insert((e.archived, e.unpacked));
+        }
+        // The root commit's index lists everything; a complete parent holds everything older.
+        let Some(parent) = ostree::commit_get_parent(&commit).map(|p| p.to_string()) else {
+            covered = true;
+            break;
+        };
+        if is_complete(repo, &parent) {
+            covered = true;
+            break;
+        }
+        if !repo.has_object(ostree::ObjectType::Commit, &parent, c).unwrap_or(false) {
+            let req = PullRequest { remote, ref_name, commit: Some(&parent), commit_only: true, depth: 0, progress: false };
+            if let Err(e) = pull(repo, &req) {
+                tracing::debug!("fetching commit {parent} for its size index: {e:#}");
+                return None;
+            }
+        }
+        cur = parent;
+    }
+    if !covered {
+        return None;
+    }
+    let mut n = Needed { download: 0, unpacked: 0 };
+    for (csum, (archived, unpacked)) in new {
+        if !repo.has_object(ostree::ObjectType::File, &csum, c).unwrap_or(false) {
+            n.download += archived;
+            n.unpacked += unpacked;
         }
     }
     Some(n)

@@ -227,7 +227,8 @@ pub fn run(s: &Sysroot, target: Target, opts: &UpgradeOptions) -> Result<Upgrade
                 progress: opts.progress,
             },
         )?;
-        result.pull = stats;
+        // Metadata and content: everything this upgrade transferred.
+        result.pull += stats;
     }
     if opts.download_only {
         result.outcome = "downloaded";

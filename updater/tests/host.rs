@@ -199,6 +199,7 @@ fn upgrade_rollback_deploy_kargs_and_refusals() {
     let st = f.status();
     assert_eq!(st.len(), 1);
     assert_eq!(st[0]["version"], "1");
+    let v1_commit = st[0]["checksum"].as_str().unwrap().to_string();
     assert_eq!(st[0]["origin"], format!("atoll:{REF}"));
     assert_eq!(st[0]["booted"], false);
     let list = f.host_ok(&["remote", "list"]);
@@ -256,6 +257,19 @@ fn upgrade_rollback_deploy_kargs_and_refusals() {
     let kargs = st[0]["kargs"].as_str().unwrap();
     assert!(kargs.contains("atoll.test=1") && !kargs.contains("quiet") && kargs.contains("root=LABEL=root"), "{kargs}");
     assert_eq!(st[0]["version"], "2");
+    // v1 was dropped by now, so the repo was pruned: its own objects are gone, v2's stay. Only
+    // the current boot loader configuration is left.
+    assert!(st.iter().all(|d| d["version"] != "1"), "{st:?}");
+    let local = f.sysroot.join("ostree/repo");
+    let has = |obj: &str| local.join("objects").join(&obj[..2]).join(format!("{}.file", &obj[2..])).exists();
+    assert!(!has(&find_file_object(&f.server_repo, &v1_commit, "/usr/bin/tool")), "v1's tool pruned");
+    assert!(has(&find_file_object(&f.server_repo, st[0]["checksum"].as_str().unwrap(), "/usr/bin/tool")));
+    let loaders: Vec<_> = std::fs::read_dir(f.sysroot.join("boot"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("loader."))
+        .collect();
+    assert_eq!(loaders.len(), 1, "old boot loader configurations cleaned up");
 
     // Upgrade to 3, then the server goes back to 2: a downgrade, refused unless allowed.
     f.host_ok(&["upgrade"]);
@@ -440,4 +454,49 @@ fn interrupted_pull_resumes() {
     assert_eq!(std::fs::read_to_string(f.deploy_dir(&f.status()[0]).join("usr/share/many/f299")).unwrap(), "file 299 of many\n");
     let fsck = ostree(&[&format!("--repo={}", f.sysroot.join("ostree/repo").display()), "fsck"]);
     assert!(fsck.contains("no errors"), "{fsck}");
+}
+
+/// compose-tree's `commit`, beside `host` in the workspace's target directory (`cargo build
+/// --workspace`, which ci/test.sh runs first, builds both).
+fn compose_tree_bin() -> PathBuf {
+    let p = Path::new(HOST).parent().unwrap().join("compose-tree");
+    assert!(p.exists(), "{} missing: build the workspace first (cargo build --workspace)", p.display());
+    p
+}
+
+#[test]
+fn download_size_from_the_sparse_size_index() {
+    let f = Fixture::new();
+    // Two versions committed by compose-tree, each adding incompressible data: 1 MiB, then 2 MiB.
+    // Each commit's index lists only what its parent lacks, so a v1 client must walk v3 -> v2.
+    let publish = |version: &str, blob: usize| {
+        let tree = make_tree(f.dir.path(), version);
+        for (i, mib) in [1usize, 2].iter().take(blob).enumerate() {
+            std::fs::write(tree.join(format!("usr/bin/blob{i}")), incompressible(mib << 20, i as u64 + 3)).unwrap();
+        }
+        let out = Command::new(compose_tree_bin())
+            .arg("commit")
+            .arg(&tree)
+            .arg("--repo")
+            .arg(&f.server_repo)
+            .args(["--ref", REF, "--add-metadata-version", version, "--gpg-sign", &f.key.id, "--gpg-homedir"])
+            .arg(&f.key.homedir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "compose-tree commit: {}", stderr(&out));
+        ostree(&[&format!("--repo={}", f.server_repo.display()), "summary", "-u"]);
+    };
+    publish("2", 1);
+    publish("3", 2);
+    let check: serde_json::Value = serde_json::from_str(&f.host_ok(&["upgrade", "--check", "--json"])).unwrap();
+    assert_eq!(check["to_version"], "3");
+    let size = check["download_size"].as_u64().expect("size known from the index");
+    assert!((3 << 20..(3 << 20) + (64 << 10)).contains(&size), "3 MiB of blobs and small files: {size}");
+    assert!(check["unpacked_size"].as_u64().unwrap() >= 3 << 20, "{check}");
+    let raw = f.host_ok(&["upgrade", "--json"]);
+    let up: serde_json::Value = serde_json::from_str(&raw).unwrap_or_else(|e| panic!("{e}: {raw}"));
+    assert_eq!(up["outcome"], "deployed");
+    assert_eq!(up["download_size"], size, "{up}");
+    let sent = up["pull"]["bytes_transferred"].as_u64().unwrap();
+    assert!((size..size + (256 << 10)).contains(&sent), "stated {size}, transferred {sent}");
 }

@@ -6,6 +6,7 @@
 //! - [`entry`]: the common `main` of every binary: logging setup, one-line errors, exit codes.
 //! - [`gpg`]: importing every key of a key file for an OSTree remote.
 //! - [`packages`]: the package list each commit carries, and diffs between two lists.
+//! - [`sizes`]: the sparse size index (`atoll.sizes`) commits carry, for download sizes.
 //! - [`progress`]: per-phase spinners with elapsed time that fall silent for `--json` and
 //!   non-terminal output, and record how long each phase took so callers can report timings.
 
@@ -14,3 +15,4 @@ pub mod entry;
 pub mod gpg;
 pub mod packages;
 pub mod progress;
+pub mod sizes;

@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use glib::prelude::*;
-use glib::translate::IntoGlib;
 use ostree::gio;
 
 use crate::backend::Package;
@@ -145,48 +144,32 @@ pub struct CommitRequest<'a> {
     pub gpg_homedir: Option<&'a Path>,
 }
 
-/// libostree's `ostree.sizes` index (what `ostree commit --generate-sizes` writes): one entry per
-/// content object, `checksum[32] ‖ varint(archived size) ‖ varint(unpacked size) ‖ object type`,
-/// sorted by checksum. Clients read it with `ostree_commit_get_object_sizes` to state how much a
-/// pull will download and unpack before fetching any content.
-fn size_index(repo: &ostree::Repo, contents: &[(String, u64)]) -> Result<glib::Variant> {
-    let mut entries: Vec<Vec<u8>> = Vec::with_capacity(contents.len());
-    for (csum, unpacked) in contents {
+/// The commit's `atoll.sizes` index ([`atoll_utils::sizes`]): sizes of the content objects that
+/// `parent` does not have, so clients can state a download's size before fetching any content.
+fn size_index(repo: &ostree::Repo, parent: Option<&str>, contents: &[(String, u64)]) -> Result<glib::Variant> {
+    let in_parent: std::collections::HashSet<String> = match parent {
+        Some(p) => repo
+            .traverse_commit(p, 0, gio::Cancellable::NONE)
+            .with_context(|| format!("listing the objects of parent commit {p}"))?
+            .into_iter()
+            .filter(|o| o.object_type() == ostree::ObjectType::File)
+            .map(|o| o.checksum().to_string())
+            .collect(),
+        None => Default::default(),
+    };
+    let mut entries = Vec::new();
+    for (csum, unpacked) in contents.iter().filter(|(c, _)| !in_parent.contains(c)) {
         let archived = repo
             .query_object_storage_size(ostree::ObjectType::File, csum, gio::Cancellable::NONE)
             .with_context(|| format!("reading the stored size of object {csum}"))?;
-        let mut e = hex_to_bytes(csum).ok_or_else(|| anyhow!("`{csum}` is not a SHA-256 checksum"))?;
-        put_varint(&mut e, archived);
-        put_varint(&mut e, *unpacked);
-        e.push(ostree::ObjectType::File.into_glib() as u8);
-        entries.push(e);
+        entries.push(atoll_utils::sizes::Entry { checksum: csum.clone(), archived, unpacked: *unpacked });
     }
-    Ok(entries.to_variant())
-}
-
-fn hex_to_bytes(h: &str) -> Option<Vec<u8>> {
-    if h.len() != 64 {
-        return None;
-    }
-    (0..32).map(|i| u8::from_str_radix(h.get(2 * i..2 * i + 2)?, 16).ok()).collect()
-}
-
-/// Unsigned LEB128, as libostree's `_ostree_write_varuint64`.
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    loop {
-        let b = (v & 0x7f) as u8;
-        v >>= 7;
-        if v == 0 {
-            out.push(b);
-            return;
-        }
-        out.push(b | 0x80);
-    }
+    atoll_utils::sizes::encode(&entries)
 }
 
 fn metadata(req: &CommitRequest, sizes: glib::Variant) -> glib::Variant {
     let d = glib::VariantDict::new(None);
-    d.insert_value("ostree.sizes", &sizes);
+    d.insert_value(atoll_utils::sizes::METADATA_KEY, &sizes);
     for (k, v) in req.extra {
         d.insert_value(k, &v.to_variant());
     }
@@ -215,7 +198,7 @@ pub fn write(repo: &OpenRepo, req: &CommitRequest, on_file: &(dyn Fn() + Sync)) 
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let written = writer::write_tree(repo, path, req.root, threads, on_file)
         .with_context(|| format!("writing {} into the repo", req.root.display()))?;
-    let sizes = size_index(repo, &written.contents)?;
+    let sizes = size_index(repo, req.parent, &written.contents)?;
     let root = repo.write_mtree(&written.mtree, cancellable).context("writing the root tree")?;
     let root = root.downcast::<ostree::RepoFile>().map_err(|_| anyhow!("write_mtree returned no RepoFile"))?;
     let subject = req.version.map(|v| format!("{} {v}", req.ref_name));

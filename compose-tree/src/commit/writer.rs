@@ -234,7 +234,7 @@ fn write_contents(
 }
 
 /// A tree written into the repo: what to commit, and every distinct content object in it with
-/// its unpacked size (for the commit's `ostree.sizes` index).
+/// its unpacked size (for the commit's size index).
 pub struct WrittenTree {
     pub mtree: ostree::MutableTree,
     pub contents: Vec<(String, u64)>,
