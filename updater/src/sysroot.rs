@@ -15,6 +15,45 @@ pub struct Sysroot {
     locked: bool,
 }
 
+/// Who holds the lock on `lockfile`: `pid 1234: host upgrade`. libostree takes an OFD lock,
+/// which /proc/locks lists without a pid, so look for it in every process's fdinfo instead.
+fn lock_holder(lockfile: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::metadata(lockfile).ok()?;
+    let (major, minor) = (nix::sys::stat::major(md.dev()), nix::sys::stat::minor(md.dev()));
+    // "lock:\t1: OFDLCK  ADVISORY  WRITE -1 fd:01:5678 0 EOF"
+    let ours = |line: &str| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let id: Vec<&str> = f.get(6).map(|x| x.split(':').collect()).unwrap_or_default();
+        id.len() == 3
+            && u64::from_str_radix(id[0], 16).ok() == Some(major)
+            && u64::from_str_radix(id[1], 16).ok() == Some(minor)
+            && id[2].parse::<u64>().ok() == Some(md.ino())
+    };
+    let me = std::process::id().to_string();
+    let pid = std::fs::read_dir("/proc").ok()?.flatten().find_map(|p| {
+        let pid = p.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) || pid == me {
+            return None;
+        }
+        let fds = std::fs::read_dir(p.path().join("fdinfo")).ok()?;
+        fds.flatten()
+            .any(|fd| std::fs::read_to_string(fd.path()).is_ok_and(|t| t.lines().any(|l| l.starts_with("lock:") && ours(l))))
+            .then_some(pid)
+    })?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let mut words: Vec<String> =
+        cmdline.split(|b| *b == 0).filter(|w| !w.is_empty()).map(|w| String::from_utf8_lossy(w).into_owned()).collect();
+    if let Some(argv0) = words.first_mut() {
+        *argv0 = argv0.rsplit('/').next().unwrap_or_default().to_string();
+    }
+    let mut cmd = words.join(" ");
+    if cmd.len() > 80 {
+        cmd = format!("{}...", cmd.chars().take(77).collect::<String>());
+    }
+    Some(format!("pid {pid}: {cmd}"))
+}
+
 impl Sysroot {
     /// Open and load the sysroot at `path` without locking (read-only commands).
     pub fn open(path: &Path) -> Result<Sysroot> {
@@ -29,7 +68,8 @@ impl Sysroot {
         // The lock lives in the sysroot; initialise the object first.
         sysroot.initialize().with_context(|| format!("opening sysroot {}", path.display()))?;
         if !sysroot.try_lock().with_context(|| format!("locking sysroot {}", path.display()))? {
-            eprintln!("Waiting for the sysroot lock on {} (another host/ostree command holds it)...", path.display());
+            let holder = lock_holder(&path.join("ostree/lock")).unwrap_or_else(|| "another host/ostree command".into());
+            eprintln!("Waiting for the sysroot lock on {} (held by {holder})...", path.display());
             sysroot.lock().with_context(|| format!("locking sysroot {}", path.display()))?;
         }
         sysroot.load(gio::Cancellable::NONE).with_context(|| format!("loading sysroot {}", path.display()))?;

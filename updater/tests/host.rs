@@ -321,7 +321,8 @@ fn find_file_object(repo: &Path, commit: &str, path: &str) -> String {
 
 #[test]
 fn concurrent_upgrades_do_not_interleave() {
-    let f = Fixture::new();
+    // A slow server keeps the first upgrade holding the lock while the second arrives.
+    let f = Fixture::build(|_, _| {}, std::time::Duration::from_millis(30));
     f.publish("2", true, None);
     let spawn = || Command::new(HOST).arg("--sysroot").arg(&f.sysroot).args(["upgrade", "--json"]).output();
     let (a, b) = std::thread::scope(|s| {
@@ -337,6 +338,10 @@ fn concurrent_upgrades_do_not_interleave() {
     let mut sorted = outcomes.clone();
     sorted.sort();
     assert_eq!(sorted, ["deployed", "no-change"], "exactly one upgrade happened: {outcomes:?}");
+    // The one that waited said who held the lock.
+    let waited: Vec<String> = [&a, &b].iter().map(|o| stderr(o)).filter(|e| e.contains("Waiting for the sysroot lock")).collect();
+    assert_eq!(waited.len(), 1, "{waited:?}");
+    assert!(waited[0].contains("held by pid") && waited[0].contains("host --sysroot"), "{}", waited[0]);
     assert_eq!(f.versions(), ["2", "1"]);
     let fsck = ostree(&[&format!("--repo={}/ostree/repo", f.sysroot.display()), "fsck"]);
     assert!(fsck.contains("no errors"), "{fsck}");
@@ -499,4 +504,15 @@ fn download_size_from_the_sparse_size_index() {
     assert_eq!(up["download_size"], size, "{up}");
     let sent = up["pull"]["bytes_transferred"].as_u64().unwrap();
     assert!((size..size + (256 << 10)).contains(&sent), "stated {size}, transferred {sent}");
+
+    // A file:// remote (a mirror on local disk, signed the same way): rebase onto it, upgrade from it.
+    let url = format!("file://{}", f.server_repo.display());
+    f.host_ok(&["remote", "add", "disk", &url, "--gpg-import", f.key.public.to_str().unwrap()]);
+    let rebased: serde_json::Value = serde_json::from_str(&f.host_ok(&["rebase", &format!("disk:{REF}"), "--json"])).unwrap();
+    assert_eq!(rebased["outcome"], "deployed", "{rebased}");
+    assert_eq!(f.status()[0]["origin"], format!("disk:{REF}"));
+    publish("4", 2);
+    let up: serde_json::Value = serde_json::from_str(&f.host_ok(&["upgrade", "--json"])).unwrap();
+    assert_eq!((up["outcome"].as_str(), up["to_version"].as_str()), (Some("deployed"), Some("4")), "{up}");
+    assert_eq!(f.versions()[0], "4");
 }
