@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on the built-in default: compose the reference host tree, build its qcow2 image,
-# boot it under QEMU (TCG) and print the booted version and deployment status from inside.
+# boot it under QEMU (TCG) and print the booted version and `host status` from inside.
 # Needs root and ./ci/setup.sh. Outputs land in ./build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,4 +13,4 @@ $T/compose-tree image --repo build/repo --ref "atoll/$(uname -m)/stable" \
   --recipe image-recipes/atoll-host/image.toml --format qcow2 --output build/atoll.qcow2
 $T/atoll-vm build/atoll.qcow2 \
   --exec '. /usr/lib/os-release && echo "booted $PRETTY_NAME, Atoll version $IMAGE_VERSION"' \
-  --exec 'ostree admin status'
+  --exec 'host status'

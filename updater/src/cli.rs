@@ -158,6 +158,35 @@ fn reboot_if(asked: bool, s: &Sysroot) -> Result<()> {
     atoll_utils::cmd::run(std::process::Command::new("systemctl").arg("reboot")).context("rebooting")
 }
 
+/// `host status` for people, in rpm-ostree's layout: one block per deployment in boot order,
+/// `●` marking the booted one.
+fn render_status(deps: &[sysroot::DeploymentInfo]) -> String {
+    let mut out = String::new();
+    for d in deps {
+        let mark = if d.booted { "●" } else { " " };
+        out.push_str(&format!("{mark} {}\n", d.origin.as_deref().unwrap_or("(no origin)")));
+        let when = glib::DateTime::from_unix_utc(d.timestamp as i64)
+            .ok()
+            .and_then(|t| t.format("%Y-%m-%dT%H:%M:%SZ").ok())
+            .map(|t| t.to_string())
+            .unwrap_or_else(|| d.timestamp.to_string());
+        let version = d.version.as_deref().unwrap_or("(none)");
+        out.push_str(&format!("{:>14}: {version} ({when})\n", "Version"));
+        out.push_str(&format!("{:>14}: {}\n", "Commit", d.checksum));
+        out.push_str(&format!("{:>14}: {} (index {i})\n", "Stateroot", d.osname, i = d.index));
+        let mut state = Vec::new();
+        for (on, t) in [(d.staged, "staged: becomes the default at the next shutdown"), (d.rollback, "rollback"), (d.pinned, "pinned")] {
+            if on {
+                state.push(t);
+            }
+        }
+        if !state.is_empty() {
+            out.push_str(&format!("{:>14}: {}\n", "State", state.join(", ")));
+        }
+    }
+    out
+}
+
 fn report_upgrade(r: &UpgradeResult, json: bool) -> Result<()> {
     if json {
         return print_json(r);
@@ -202,20 +231,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             if json {
                 print_json(&serde_json::json!({ "deployments": deps }))?;
             } else {
-                for d in &deps {
-                    let mark = if d.booted { "●" } else { " " };
-                    let mut tags = Vec::new();
-                    for (on, t) in [(d.staged, "staged"), (d.rollback, "rollback"), (d.pinned, "pinned")] {
-                        if on {
-                            tags.push(t);
-                        }
-                    }
-                    let tags = if tags.is_empty() { String::new() } else { format!(" ({})", tags.join(", ")) };
-                    println!("{mark} {}:{}{tags}", d.osname, d.origin.as_deref().unwrap_or("(no origin)"));
-                    println!("    Version: {}", d.version.as_deref().unwrap_or("(none)"));
-                    println!("     Commit: {}", d.checksum);
-                    println!("  Timestamp: {}", d.timestamp);
-                }
+                print!("{}", render_status(&deps));
             }
             Ok(0)
         }
@@ -354,6 +370,32 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn status_text_names_origin_version_date_and_state() {
+        let d = |index, booted, staged, version: &str| sysroot::DeploymentInfo {
+            index,
+            osname: "atoll".into(),
+            checksum: format!("{index}").repeat(64),
+            serial: 0,
+            version: Some(version.into()),
+            timestamp: 1_795_487_390,
+            origin: Some("atoll:atoll/x86_64/stable".into()),
+            booted,
+            staged,
+            rollback: false,
+            pinned: index == 1,
+            kargs: None,
+        };
+        let text = render_status(&[d(0, false, true, "2026.1.1"), d(1, true, false, "2026.1")]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "  atoll:atoll/x86_64/stable");
+        assert_eq!(lines[1], "       Version: 2026.1.1 (2026-11-24T02:29:50Z)");
+        assert_eq!(lines[3], "     Stateroot: atoll (index 0)");
+        assert_eq!(lines[4], "         State: staged: becomes the default at the next shutdown");
+        assert_eq!(lines[5], "● atoll:atoll/x86_64/stable");
+        assert_eq!(lines.last().unwrap(), &"         State: pinned");
     }
 
     #[test]
