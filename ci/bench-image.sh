@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 W=$(realpath -m "${BENCH_DIR:-target/bench-image}")
 rm -rf "$W"; mkdir -p "$W" build
 cargo build --release -q -p compose-tree -p vmtest
+cargo deb -p atoll-updater --locked -q > /dev/null   # atoll-host, which the reference treefile installs
 T=$PWD/target/release
 REF="atoll/$(uname -m)/stable"
 $T/compose-tree compose image-recipes/atoll-host/treefile.toml --repo build/repo > /dev/null
