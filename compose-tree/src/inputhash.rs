@@ -28,7 +28,12 @@ pub fn compute(tf: &Treefile, packages: &[Package]) -> Result<String> {
     for p in packages {
         h.update(format!("\npkg {} {} {}", p.name, p.version, p.arch));
     }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex(h.finalize()))
+}
+
+/// Lower-case hex of a digest, as checksums are written everywhere in compose-tree.
+pub fn hex(d: impl AsRef<[u8]>) -> String {
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -22,8 +22,8 @@
 //!    any other; their content is part of the input hash.
 //! 4. [`commit`] writes the tree through libostree in one transaction, with a sparse size
 //!    index (`atoll.sizes`: the objects its parent lacks) so clients can state download sizes
-//!    before pulling; the ref moves only when the
-//!    commit (and its signature) is complete, then the summary is regenerated.
+//!    before pulling; the ref moves only when the commit (and its signature) is complete, then
+//!    the summary is regenerated.
 //!
 //! [`image`] turns a commit into a bootable raw/qcow2 disk (hybrid GPT; extlinux on BIOS, GRUB
 //! reading ostree's syslinux config on UEFI), deploying it with libostree's Sysroot API.

@@ -406,7 +406,7 @@ fn local_debs(path: &Path) -> Result<Vec<LocalPackage>> {
         .into_iter()
         .map(|f| {
             let data = std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?;
-            let sha256 = Sha256::digest(&data).iter().map(|b| format!("{b:02x}")).collect();
+            let sha256 = crate::inputhash::hex(Sha256::digest(&data));
             let file_name = f.file_name().unwrap_or_default().to_string_lossy().into_owned();
             if file_name.contains(char::is_whitespace) {
                 bail!("{}: a package file name must not contain white space", f.display());

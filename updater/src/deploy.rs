@@ -39,28 +39,33 @@ fn boot_bytes(repo: &ostree::Repo, checksum: &str) -> Result<u64> {
 }
 
 /// Bytes available to unprivileged writers on the filesystem holding `path`.
-pub fn free_bytes(path: &std::path::Path) -> Result<u64> {
+fn free_bytes(path: &std::path::Path) -> Result<u64> {
     let st = nix::sys::statvfs::statvfs(path).with_context(|| format!("statvfs {}", path.display()))?;
     Ok(st.blocks_available() as u64 * st.fragment_size() as u64)
+}
+
+/// Refuse, stating both numbers, when the filesystem holding `path` lacks room for `need`
+/// bytes plus a margin (10% and 1 MiB, for metadata and filesystem overhead). The error reads
+/// `not enough space in PATH: WHAT needs N DETAIL, M is free`.
+pub fn require_room(path: &std::path::Path, need: u64, what: &str, detail: &str) -> Result<()> {
+    let free = free_bytes(path)?;
+    let want = need + need / 10 + (1 << 20);
+    if free < want {
+        bail!(
+            "not enough space in {}: {what} needs {}{detail}, {} is free",
+            path.display(),
+            crate::pull::human(want),
+            crate::pull::human(free)
+        );
+    }
+    Ok(())
 }
 
 /// Refuse before changing anything when `/boot` lacks room for the new kernel + initramfs
 /// (ostree copies them unless an identical pair is already there).
 pub fn preflight(s: &Sysroot, checksum: &str) -> Result<()> {
     let need = boot_bytes(&s.repo(), checksum)?;
-    let boot = s.path.join("boot");
-    let free = free_bytes(&boot)?;
-    // Keep a margin for the boot loader config and filesystem overhead.
-    let want = need + need / 10 + (1 << 20);
-    if free < want {
-        bail!(
-            "not enough space in {}: the new deployment needs {} for its kernel and initramfs, {} is free",
-            boot.display(),
-            crate::pull::human(want),
-            crate::pull::human(free)
-        );
-    }
-    Ok(())
+    require_room(&s.path.join("boot"), need, "the new deployment", " for its kernel and initramfs")
 }
 
 /// Deploy `checksum` with `origin` on top of `merge`. `kargs`: `None` keeps the merge
@@ -105,7 +110,7 @@ fn identities(s: &Sysroot) -> Vec<(String, String, i32)> {
 /// When every deployment is kept no commit lost its last user, so a prune (a walk over every
 /// object of every deployment) would free nothing; it happens with the next upgrade that does
 /// drop one, or `host cleanup`.
-pub fn cleanup_after_write(s: &Sysroot, before: &[(String, String, i32)]) -> Result<()> {
+fn cleanup_after_write(s: &Sysroot, before: &[(String, String, i32)]) -> Result<()> {
     let c = gio::Cancellable::NONE;
     s.sysroot.load_if_changed(c).context("reloading the sysroot")?;
     let after = identities(s);

@@ -15,12 +15,12 @@
 //!   so "nothing new", "already staged", a refused downgrade and a repo without room for the
 //!   content are all decided before any content is fetched; a commit already local is not
 //!   pulled again.
-//!
-//! The binary ships as the `atoll-host` Debian package (`cargo deb -p atoll-updater`), with
-//! `atoll-upgrade.{service,timer}` from `systemd-units/` for unattended staging.
 //! - [`rollback`]: reorder the deployment list so the previous deployment boots next.
 //! - [`remote`], [`kargs`]: remotes of the sysroot repo; kernel-argument edits.
 //! - [`cli`]: options and dispatch; exit code 77 for "nothing to do" with `--unchanged-exit-77`.
+//!
+//! The binary ships as the `atoll-host` Debian package (`cargo deb -p atoll-updater`), with
+//! `atoll-upgrade.{service,timer}` from `systemd-units/` for unattended staging.
 
 pub mod cli;
 pub mod deploy;

@@ -107,7 +107,7 @@ pub fn pull(repo: &ostree::Repo, req: &PullRequest) -> Result<(String, PullStats
 }
 
 /// What pulling a commit's content will cost, given what the repo already holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Needed {
     /// Bytes to download.
     pub download: u64,
@@ -133,14 +133,21 @@ fn needed_from_full_index(repo: &ostree::Repo, commit: &str) -> Option<Needed> {
     if entries.is_empty() {
         return None;
     }
-    let mut n = Needed { download: 0, unpacked: 0 };
-    for e in entries.iter().filter(|e| e.objtype() == ostree::ObjectType::File) {
-        if !repo.has_object(ostree::ObjectType::File, &e.checksum(), gio::Cancellable::NONE).unwrap_or(false) {
-            n.download += e.archived();
-            n.unpacked += e.unpacked();
+    let files = entries.iter().filter(|e| e.objtype() == ostree::ObjectType::File);
+    Some(lacking(repo, files.map(|e| (e.checksum().to_string(), e.archived(), e.unpacked()))))
+}
+
+/// The sizes of the content objects among `objects` (checksum, archived, unpacked) that the
+/// repo does not have.
+fn lacking(repo: &ostree::Repo, objects: impl Iterator<Item = (String, u64, u64)>) -> Needed {
+    let mut n = Needed::default();
+    for (csum, archived, unpacked) in objects {
+        if !repo.has_object(ostree::ObjectType::File, &csum, gio::Cancellable::NONE).unwrap_or(false) {
+            n.download += archived;
+            n.unpacked += unpacked;
         }
     }
-    Some(n)
+    n
 }
 
 /// How many commits back [`needed`] walks before giving up on the size index.
@@ -174,17 +181,7 @@ fn needed_from_index(repo: &ostree::Repo, remote: &str, ref_name: &str, target: 
         }
         cur = parent;
     }
-    if !covered {
-        return None;
-    }
-    let mut n = Needed { download: 0, unpacked: 0 };
-    for (csum, (archived, unpacked)) in new {
-        if !repo.has_object(ostree::ObjectType::File, &csum, c).unwrap_or(false) {
-            n.download += archived;
-            n.unpacked += unpacked;
-        }
-    }
-    Some(n)
+    covered.then(|| lacking(repo, new.into_iter().map(|(csum, (archived, unpacked))| (csum, archived, unpacked))))
 }
 
 /// Whether every object of `commit` is in the repo (not just its commit object).

@@ -31,7 +31,7 @@ pub struct UpgradeResult {
     pub to_checksum: String,
     pub to_version: Option<String>,
     pub pull: PullStats,
-    /// Bytes to download, when the server has a static delta (stated before downloading).
+    /// Bytes to download, stated before downloading (`None`: not known before pulling).
     pub download_size: Option<u64>,
     /// Bytes the new objects take in the repo (`None`: not known before pulling).
     pub unpacked_size: Option<u64>,
@@ -101,23 +101,6 @@ fn is_ancestor(repo: &ostree::Repo, ancestor: &str, descendant: &str) -> Result<
             None => return Ok(false),
         }
     }
-}
-
-/// Refuse before pulling when the repo's filesystem lacks room for the new objects.
-fn repo_preflight(s: &Sysroot, n: pull::Needed) -> Result<()> {
-    let repo_path = s.path.join("ostree/repo");
-    let free = deploy::free_bytes(&repo_path)?;
-    let want = n.unpacked + n.unpacked / 10 + (1 << 20);
-    if free < want {
-        bail!(
-            "not enough space in {}: the new commit needs {} ({} to download), {} is free",
-            repo_path.display(),
-            pull::human(want),
-            pull::human(n.download),
-            pull::human(free)
-        );
-    }
-    Ok(())
 }
 
 /// Run upgrade / deploy / rebase on the locked sysroot.
@@ -196,7 +179,7 @@ pub fn run(s: &Sysroot, target: Target, opts: &UpgradeOptions) -> Result<Upgrade
     }
     let complete = pull::is_complete(&repo, &to);
     let needed = if complete {
-        Some(pull::Needed { download: 0, unpacked: 0 })
+        Some(pull::Needed::default())
     } else {
         pull::needed(&repo, remote, ref_name, &to)
     };
@@ -209,7 +192,9 @@ pub fn run(s: &Sysroot, target: Target, opts: &UpgradeOptions) -> Result<Upgrade
     if !complete {
         match needed {
             Some(n) => {
-                repo_preflight(s, n)?;
+                // Refuse before pulling when the repo's filesystem lacks room for the new objects.
+                let detail = format!(" ({} to download)", pull::human(n.download));
+                deploy::require_room(&s.path.join("ostree/repo"), n.unpacked, "the new commit", &detail)?;
                 if opts.progress {
                     eprintln!("Download size: {} ({} unpacked)", pull::human(n.download), pull::human(n.unpacked));
                 }

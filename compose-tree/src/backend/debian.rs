@@ -11,6 +11,7 @@ use atoll_utils::cmd;
 use sha2::{Digest, Sha256};
 
 use super::{apt_sources, Package, Resolved};
+use crate::inputhash::hex;
 use crate::treefile::{Arch, DebianSource, LocalPackage, Treefile};
 
 /// A private apt configuration and state for one set of sources, kept in the cache directory
@@ -27,10 +28,6 @@ pub struct Apt {
     src: DebianSource,
     packages: Vec<String>,
     excludes: Vec<String>,
-}
-
-fn hex(d: impl AsRef<[u8]>) -> String {
-    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn write_if_changed(path: &Path, text: &str) -> Result<()> {
@@ -53,14 +50,13 @@ impl Apt {
             std::fs::create_dir_all(root.join(d)).with_context(|| format!("creating {}", root.join(d).display()))?;
         }
         std::fs::create_dir_all(&debs).with_context(|| format!("creating {}", debs.display()))?;
+        let dir = root.join("local");
         let local = if src.local_packages.is_empty() {
-            let dir = root.join("local");
             if dir.exists() {
                 std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
             }
             None
         } else {
-            let dir = root.join("local");
             let digest = sync_local_repo(&dir, &src.local_packages)
                 .with_context(|| format!("{}: debian.local-packages", tf.path.display()))?;
             Some((dir, digest))
