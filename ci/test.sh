@@ -10,6 +10,9 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 export RUST_BACKTRACE=1
+# Lints first: a formatting or clippy finding fails in seconds, before the long tests.
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --all-targets --locked
 # The reference treefile installs atoll-host from target/debian (the booted end-to-end test uses it).
 cargo deb -p atoll-updater --locked -q

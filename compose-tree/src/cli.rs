@@ -205,7 +205,12 @@ pub fn run(cli: Cli) -> Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&d)?);
             } else {
-                print!("ostree diff commit from: {rev1} ({})\nostree diff commit to:   {rev2} ({})\n{}", a.checksum, b.checksum, db::render(&d));
+                print!(
+                    "ostree diff commit from: {rev1} ({})\nostree diff commit to:   {rev2} ({})\n{}",
+                    a.checksum,
+                    b.checksum,
+                    db::render(&d)
+                );
             }
         }
         Command::Db(DbCommand::List { repo, rev, json }) => {

@@ -12,9 +12,9 @@ use serde::Serialize;
 
 use crate::backend::{debian, dpkg};
 use crate::commit::{self, RepoModeArg};
+use crate::inputhash;
 use crate::postprocess::{self, kernel, layout, sandbox};
 use crate::treefile::{self, Arch, Backend};
-use crate::inputhash;
 
 /// Options of one compose run.
 #[derive(Debug, Clone)]
@@ -88,6 +88,7 @@ pub fn compose(opts: &ComposeOptions) -> Result<ComposeResult> {
     let arch = Arch::host();
     let tf = treefile::load(&opts.treefile, arch)?;
     let Backend::Debian(src) = &tf.backend;
+    atoll_utils::cmd::require("composing", debian::PROGRAMS)?;
     let _lock = lock_cache(&opts.cachedir)?;
     let mut phases = Phases::new(opts.quiet);
 
@@ -194,7 +195,11 @@ pub fn compose(opts: &ComposeOptions) -> Result<ComposeResult> {
 
 /// Write the commit, then the summary. If the commit fails, a repository this run created is
 /// removed again; once the ref has moved, the repository stays whatever comes after.
-fn commit_and_publish(open: &commit::OpenRepo, req: &commit::CommitRequest, on_file: impl Fn() + Sync) -> Result<String> {
+fn commit_and_publish(
+    open: &commit::OpenRepo,
+    req: &commit::CommitRequest,
+    on_file: impl Fn() + Sync,
+) -> Result<String> {
     let checksum = match commit::write(open, req, &on_file) {
         Ok(c) => c,
         Err(e) => {

@@ -187,14 +187,11 @@ pub fn load(path: &Path, arch: Arch) -> Result<Treefile> {
 }
 
 fn load_layer(path: &Path, stack: &mut Vec<PathBuf>, sources: &mut Vec<PathBuf>) -> Result<Layer> {
-    let canonical = path
-        .canonicalize()
-        .with_context(|| format!("reading treefile {}", path.display()))?;
+    let canonical = path.canonicalize().with_context(|| format!("reading treefile {}", path.display()))?;
     if stack.contains(&canonical) {
         bail!("{}: include cycle", path.display());
     }
-    let text = std::fs::read_to_string(&canonical)
-        .with_context(|| format!("reading treefile {}", path.display()))?;
+    let text = std::fs::read_to_string(&canonical).with_context(|| format!("reading treefile {}", path.display()))?;
     let mut layer = parse_layer(&text, &path.display().to_string())?;
     layer.dir = canonical.parent().map(Path::to_path_buf).unwrap_or_default();
     for (src, dest) in layer.add_files.take().unwrap_or_default() {
@@ -307,9 +304,7 @@ impl Layer {
         }
         let mut remove_files = Vec::new();
         for r in self.remove_files.unwrap_or_default() {
-            remove_files.push(
-                normalize_tree_path(&r).map_err(|e| anyhow!("{name}: remove-files: {e}"))?,
-            );
+            remove_files.push(normalize_tree_path(&r).map_err(|e| anyhow!("{name}: remove-files: {e}"))?);
         }
         let metadata = self.metadata.unwrap_or_default();
         if let Some(k) = metadata.keys().find(|k| RESERVED_METADATA.contains(&k.as_str())) {
@@ -338,14 +333,8 @@ impl Layer {
 }
 
 /// Commit metadata keys compose-tree writes; a treefile may not override them.
-pub const RESERVED_METADATA: &[&str] = &[
-    "version",
-    "ostree.bootable",
-    "ostree.linux",
-    "atoll.inputhash",
-    "atoll.packages",
-    "atoll.sizes",
-];
+pub const RESERVED_METADATA: &[&str] =
+    &["version", "ostree.bootable", "ostree.linux", "atoll.inputhash", "atoll.packages", "atoll.sizes"];
 
 impl DebianLayer {
     fn finish(self, name: &str) -> Result<DebianSource> {
@@ -454,9 +443,8 @@ fn validate_package_name(p: &str) -> Result<()> {
 }
 
 fn validate_unit_name(u: &str) -> Result<()> {
-    let ok = u.contains('.')
-        && !u.contains('/')
-        && u.chars().all(|c| c.is_ascii_alphanumeric() || ":-_.\\@".contains(c));
+    let ok =
+        u.contains('.') && !u.contains('/') && u.chars().all(|c| c.is_ascii_alphanumeric() || ":-_.\\@".contains(c));
     if ok {
         Ok(())
     } else {
@@ -588,7 +576,8 @@ mod tests {
             "packages = [\"base1\"]\nadd-files = [[\"files/motd\", \"/etc/motd\"]]\n[debian]\nsuite = \"bookworm\"\n",
         )
         .unwrap();
-        std::fs::write(d.join("top.toml"), "include = \"sub/base.toml\"\nref = \"r\"\npackages = [\"top1\"]\n").unwrap();
+        std::fs::write(d.join("top.toml"), "include = \"sub/base.toml\"\nref = \"r\"\npackages = [\"top1\"]\n")
+            .unwrap();
         let t = load(&d.join("top.toml"), ARCH).unwrap();
         assert_eq!(t.packages, ["base1", "top1"]);
         assert_eq!(t.add_files[0].src, d.join("sub/files/motd").canonicalize().unwrap());

@@ -19,10 +19,7 @@ fn cachedir() -> PathBuf {
 }
 
 fn require_root() {
-    assert!(
-        is_root(),
-        "these tests compose real trees and must run as root (mmdebstrap --mode=root, bwrap)"
-    );
+    assert!(is_root(), "these tests compose real trees and must run as root (mmdebstrap --mode=root, bwrap)");
 }
 
 fn is_root() -> bool {
@@ -83,6 +80,73 @@ fn assert_refused(out: &Output, culprit: &str, repo: &Path, ref_name: &str, befo
     }
 }
 
+/// A directory holding every program of `utils/src/programs.txt` found on PATH except `without`,
+/// to run compose-tree as on a machine where that program's package is not installed.
+fn path_without(dir: &Path, without: &str) -> PathBuf {
+    let bin = dir.join(format!("path-without-{without}"));
+    std::fs::create_dir_all(&bin).unwrap();
+    let table =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../utils/src/programs.txt")).unwrap();
+    for prog in table.lines().filter(|l| !l.starts_with('#')).filter_map(|l| l.split_whitespace().next()) {
+        let found =
+            std::env::split_paths(&std::env::var_os("PATH").unwrap()).map(|d| d.join(prog)).find(|p| p.exists());
+        if let (Some(found), true) = (found, prog != without) {
+            std::os::unix::fs::symlink(found, bin.join(prog)).unwrap();
+        }
+    }
+    bin
+}
+
+/// A missing program is named with its Debian package before any work: one error line,
+/// non-zero exit, nothing written.
+#[test]
+fn missing_program_is_named_with_its_package_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("../image-recipes/atoll-host/image.toml");
+    let out_dir = dir.path().join("out");
+    let image = |path: &Path, format: &str| {
+        Command::new(BIN)
+            .args(["image", "--repo"])
+            .arg(dir.path().join("no-repo"))
+            .args(["--ref", "atoll/x86_64/stable", "--format", format, "--recipe"])
+            .arg(&recipe)
+            .arg("--output")
+            .arg(out_dir.join(format!("atoll.{format}")))
+            .env("PATH", path)
+            .output()
+            .unwrap()
+    };
+    let no_qemu_img = path_without(dir.path(), "qemu-img");
+    let out = image(&no_qemu_img, "qcow2");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains("qemu-img (Debian package qemu-utils)"), "{stderr}");
+    assert!(!out_dir.exists(), "a refused image build wrote {}", out_dir.display());
+    // A raw image does not need qemu-img: the same PATH gets past the check (to the missing repo).
+    let out = image(&no_qemu_img, "raw");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && !stderr.contains("qemu-img") && stderr.contains("no-repo"), "{stderr}");
+
+    let no_mmdebstrap = path_without(dir.path(), "mmdebstrap");
+    let (repo, cache) = (dir.path().join("repo"), dir.path().join("cache"));
+    let out = Command::new(BIN)
+        .arg("compose")
+        .arg(fixture().join("treefile.toml"))
+        .arg("--repo")
+        .arg(&repo)
+        .arg("--cachedir")
+        .arg(&cache)
+        .env("PATH", &no_mmdebstrap)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains("mmdebstrap (Debian package mmdebstrap)"), "{stderr}");
+    assert!(!repo.exists() && !cache.exists(), "a refused compose wrote to disk");
+}
+
 #[test]
 fn static_bad_input_fails_before_touching_disk() {
     let dir = tempfile::tempdir().unwrap();
@@ -90,7 +154,11 @@ fn static_bad_input_fails_before_touching_disk() {
     let repo = dir.path().join("repo");
     let cases: [(&str, &str, &str); 5] = [
         ("unknown key", "\nno-such-key = true\n", "no-such-key"),
-        ("missing local package", "\n[debian]\nlocal-packages = [\"no-such-dir\"]\n", "debian.local-packages: `no-such-dir`"),
+        (
+            "missing local package",
+            "\n[debian]\nlocal-packages = [\"no-such-dir\"]\n",
+            "debian.local-packages: `no-such-dir`",
+        ),
         ("local package dir without debs", "\n[debian]\nlocal-packages = [\"files\"]\n", "no .deb files in"),
         ("missing include", "", "include `missing.toml` not found"),
         ("add-files outside /usr and /etc", "", "/var/lib/x"),
@@ -166,7 +234,10 @@ fn compose_lifecycle() {
     assert!(ls("/usr/libexec/atoll-hello").starts_with("-00755 0 0"), "add-files keeps the mode");
     assert_eq!(cat("/usr/lib/atoll-postprocess-marker"), "composed-by-postprocess\n");
     assert!(!ostree(&repo, &["ls", "-R", &ref_name, "/usr/share"]).contains("/usr/share/doc/"), "remove-files");
-    assert!(ls("/usr/etc/systemd/system/multi-user.target.wants").contains("systemd-networkd.service"), "units enabled");
+    assert!(
+        ls("/usr/etc/systemd/system/multi-user.target.wants").contains("systemd-networkd.service"),
+        "units enabled"
+    );
     assert!(cat("/usr/share/dpkg/database/status").contains("Package: systemd"), "dpkg db readable under /usr");
     let meta = ostree(&repo, &["show", "--print-metadata-key=ostree.linux", &ref_name]);
     assert!(meta.contains(kver), "{meta}");
@@ -206,7 +277,8 @@ fn compose_lifecycle() {
     let added: Vec<&str> = diff["added"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert_eq!(added, ["hello"], "{diff}");
     assert!(diff["removed"].as_array().unwrap().is_empty());
-    let text_diff = Command::new(BIN).args(["db", "diff", "--repo"]).arg(&repo).args([&c1, &ref_name]).output().unwrap();
+    let text_diff =
+        Command::new(BIN).args(["db", "diff", "--repo"]).arg(&repo).args([&c1, &ref_name]).output().unwrap();
     assert!(String::from_utf8_lossy(&text_diff.stdout).contains("Added:\n  hello-"));
 
     let list = Command::new(BIN).args(["db", "list", "--json", "--repo"]).arg(&repo).arg(&ref_name).output().unwrap();
@@ -232,7 +304,11 @@ fn compose_lifecycle() {
     let fourth = json(&compose(&tf, &repo, &["--json"]));
     assert_eq!(fourth["changed"], true, "a rebuilt local package is a new input");
     assert_eq!(fourth["parent"], third["commit"]);
-    assert_eq!(cat("/usr/bin/atoll-test-local"), "#!/bin/sh\necho second build\n", "the rebuilt package, not a cached one");
+    assert_eq!(
+        cat("/usr/bin/atoll-test-local"),
+        "#!/bin/sh\necho second build\n",
+        "the rebuilt package, not a cached one"
+    );
 }
 
 /// Build a real Debian package `name_version_amd64.deb` in `dir` holding `/usr/bin/NAME`, a
@@ -291,7 +367,8 @@ fn commit_subcommand_commits_a_directory() {
     let junk = dir.path().join("junk");
     std::fs::create_dir_all(&junk).unwrap();
     std::fs::write(junk.join("keep"), "x").unwrap();
-    let out = Command::new(BIN).arg("commit").arg(&root).arg("--repo").arg(&junk).args(["--ref", "t"]).output().unwrap();
+    let out =
+        Command::new(BIN).arg("commit").arg(&root).arg("--repo").arg(&junk).args(["--ref", "t"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not an OSTree repository"));
     assert_eq!(std::fs::read_dir(&junk).unwrap().count(), 1);
@@ -321,15 +398,25 @@ fn commit_matches_ostree_commit_content_checksum() {
     chmod("usr/bin/tool", 0o4755);
     std::os::unix::fs::lchown(root.join("etc/secret/key"), Some(42), Some(43)).unwrap();
     xattr::set(root.join("usr/bin/tool"), "user.atoll.test", b"value").unwrap();
-    xattr::set(root.join("usr/bin/tool"), "security.capability", &[1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).unwrap();
+    xattr::set(
+        root.join("usr/bin/tool"),
+        "security.capability",
+        &[1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    )
+    .unwrap();
     xattr::set(root.join("usr/lib/empty"), "user.dir", b"d").unwrap();
 
     let theirs = dir.path().join("theirs");
     let ours = dir.path().join("ours");
-    let out = Command::new("ostree").arg(format!("--repo={}", theirs.display())).args(["init", "--mode=archive"]).output().unwrap();
+    let out = Command::new("ostree")
+        .arg(format!("--repo={}", theirs.display()))
+        .args(["init", "--mode=archive"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     ostree(&theirs, &["commit", "--branch=t", root.to_str().unwrap()]);
-    let out = Command::new(BIN).arg("commit").arg(&root).arg("--repo").arg(&ours).args(["--ref", "t"]).output().unwrap();
+    let out =
+        Command::new(BIN).arg("commit").arg(&root).arg("--repo").arg(&ours).args(["--ref", "t"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let content = |repo: &Path| {
         ostree(repo, &["show", "t"]).lines().find(|l| l.starts_with("ContentChecksum:")).unwrap().to_string()

@@ -42,9 +42,17 @@ fn assert_no_leftovers(dir: &Path) {
 /// Compose `treefile` signed with `key` into `repo`; returns the version.
 fn compose_signed(treefile: &Path, repo: &Path, key: &GpgKey) -> String {
     let c = json(&run(&[
-        "compose", treefile.to_str().unwrap(), "--repo", repo.to_str().unwrap(),
-        "--cachedir", tmp().join("compose-cache").to_str().unwrap(), "--json",
-        "--gpg-sign", &key.id, "--gpg-homedir", key.homedir.to_str().unwrap(),
+        "compose",
+        treefile.to_str().unwrap(),
+        "--repo",
+        repo.to_str().unwrap(),
+        "--cachedir",
+        tmp().join("compose-cache").to_str().unwrap(),
+        "--json",
+        "--gpg-sign",
+        &key.id,
+        "--gpg-homedir",
+        key.homedir.to_str().unwrap(),
     ]));
     c["version"].as_str().unwrap().to_string()
 }
@@ -100,24 +108,44 @@ fn reference_image_boots_on_bios_and_uefi_and_upgrades() {
 
     // Bad input: a ref that does not exist, and a failure halfway (an unreadable GPG key fails
     // the deploy step after partitions are mounted): no output, no loop device, no mount.
-    let bad = run(&["image", "--repo", repo.to_str().unwrap(), "--ref", "no/such/ref", "--recipe", recipe.to_str().unwrap(),
-        "--format", "raw", "--output", out.join("bad.raw").to_str().unwrap()]);
+    let bad = run(&[
+        "image",
+        "--repo",
+        repo.to_str().unwrap(),
+        "--ref",
+        "no/such/ref",
+        "--recipe",
+        recipe.to_str().unwrap(),
+        "--format",
+        "raw",
+        "--output",
+        out.join("bad.raw").to_str().unwrap(),
+    ]);
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("no/such/ref"));
     let bad_recipe = out.join("bad-image.toml");
     let garbage_key = out.join("garbage.asc");
     std::fs::write(&garbage_key, "this is not a key\n").unwrap();
-    std::fs::write(
-        &bad_recipe,
-        std::fs::read_to_string(&recipe).unwrap().replace("atoll-test.asc", "garbage.asc"),
-    )
-    .unwrap();
-    let bad = run(&["image", "--repo", repo.to_str().unwrap(), "--ref", &ref_name, "--recipe", bad_recipe.to_str().unwrap(),
-        "--format", "raw", "--output", out.join("bad.raw").to_str().unwrap()]);
+    std::fs::write(&bad_recipe, std::fs::read_to_string(&recipe).unwrap().replace("atoll-test.asc", "garbage.asc"))
+        .unwrap();
+    let bad = run(&[
+        "image",
+        "--repo",
+        repo.to_str().unwrap(),
+        "--ref",
+        &ref_name,
+        "--recipe",
+        bad_recipe.to_str().unwrap(),
+        "--format",
+        "raw",
+        "--output",
+        out.join("bad.raw").to_str().unwrap(),
+    ]);
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(!bad.status.success(), "garbage key accepted");
     assert!(stderr.contains("garbage.asc"), "error names the key file: {stderr}");
     assert!(!out.join("bad.raw").exists(), "failed build left an output");
-    let left: Vec<String> = std::fs::read_dir(out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let left: Vec<String> =
+        std::fs::read_dir(out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert!(!left.iter().any(|n| n.starts_with(".compose-tree-image") || n.ends_with(".raw")), "leftovers: {left:?}");
     assert_no_leftovers(out);
 
@@ -125,8 +153,20 @@ fn reference_image_boots_on_bios_and_uefi_and_upgrades() {
     let mut images = Vec::new();
     for format in ["raw", "qcow2"] {
         let path = out.join(format!("atoll.{format}"));
-        let r = json(&run(&["image", "--repo", repo.to_str().unwrap(), "--ref", &ref_name, "--recipe",
-            recipe.to_str().unwrap(), "--format", format, "--output", path.to_str().unwrap(), "--json"]));
+        let r = json(&run(&[
+            "image",
+            "--repo",
+            repo.to_str().unwrap(),
+            "--ref",
+            &ref_name,
+            "--recipe",
+            recipe.to_str().unwrap(),
+            "--format",
+            format,
+            "--output",
+            path.to_str().unwrap(),
+            "--json",
+        ]));
         assert_eq!(r["version"], version.as_str());
         assert_eq!(r["virtual_size"], 6u64 << 30);
         eprintln!("BENCH image {format}: {:?}, {} MiB on disk", r["timings"], r["file_size"].as_u64().unwrap() >> 20);
@@ -146,7 +186,10 @@ fn reference_image_boots_on_bios_and_uefi_and_upgrades() {
         let cfg = VmConfig { firmware, disk_size: Some(10 << 30), ..Default::default() };
         let mut vm = Vm::boot(qcow2, cfg).unwrap();
         vm.wait_ready().unwrap();
-        eprintln!("BENCH boot {firmware:?}: ready (multi-user, no failed unit) after {:.0}s", started.elapsed().as_secs_f64());
+        eprintln!(
+            "BENCH boot {firmware:?}: ready (multi-user, no failed unit) after {:.0}s",
+            started.elapsed().as_secs_f64()
+        );
         check_booted(&mut vm, firmware, &version, &ref_name, &url);
         vm
     };
@@ -161,10 +204,12 @@ fn reference_image_boots_on_bios_and_uefi_and_upgrades() {
     assert_eq!(vm.run("command -v host").unwrap().trim(), "/usr/bin/host");
     assert!(vm.run("dpkg-query -W -f '${Status} ${Version}' atoll-host").unwrap().starts_with("install ok installed"));
     vm.run("systemd-analyze verify atoll-upgrade.service atoll-upgrade.timer").unwrap();
-    vm.run("echo kept > /etc/atoll-e2e.conf && mkdir -p /var/lib/atoll-e2e && echo data > /var/lib/atoll-e2e/file").unwrap();
+    vm.run("echo kept > /etc/atoll-e2e.conf && mkdir -p /var/lib/atoll-e2e && echo data > /var/lib/atoll-e2e/file")
+        .unwrap();
     // The unattended path: atoll-upgrade.service with nothing new exits 77, which it counts as success.
     let unit_log = |vm: &mut Vm| {
-        let result = vm.run("systemctl start atoll-upgrade.service && systemctl show -P Result atoll-upgrade.service").unwrap();
+        let result =
+            vm.run("systemctl start atoll-upgrade.service && systemctl show -P Result atoll-upgrade.service").unwrap();
         assert_eq!(result.trim(), "success");
         vm.run("journalctl -b -t atoll-upgrade -o cat --no-pager").unwrap()
     };

@@ -175,7 +175,11 @@ fn render_status(deps: &[sysroot::DeploymentInfo]) -> String {
         out.push_str(&format!("{:>14}: {}\n", "Commit", d.checksum));
         out.push_str(&format!("{:>14}: {} (index {i})\n", "Stateroot", d.osname, i = d.index));
         let mut state = Vec::new();
-        for (on, t) in [(d.staged, "staged: becomes the default at the next shutdown"), (d.rollback, "rollback"), (d.pinned, "pinned")] {
+        for (on, t) in [
+            (d.staged, "staged: becomes the default at the next shutdown"),
+            (d.rollback, "rollback"),
+            (d.pinned, "pinned"),
+        ] {
             if on {
                 state.push(t);
             }
@@ -195,10 +199,17 @@ fn report_upgrade(r: &UpgradeResult, json: bool) -> Result<()> {
     match r.outcome {
         "no-change" => println!("No upgrade available (at {}).", v(&r.from_version, &r.from_checksum)),
         outcome => {
-            println!("{outcome}: {} -> {} ({})", v(&r.from_version, &r.from_checksum), v(&r.to_version, &r.to_checksum), r.origin);
+            println!(
+                "{outcome}: {} -> {} ({})",
+                v(&r.from_version, &r.from_checksum),
+                v(&r.to_version, &r.to_checksum),
+                r.origin
+            );
             if outcome == "available" {
                 match (r.download_size, r.unpacked_size) {
-                    (Some(d), Some(u)) => println!("Download size: {} ({} unpacked).", crate::pull::human(d), crate::pull::human(u)),
+                    (Some(d), Some(u)) => {
+                        println!("Download size: {} ({} unpacked).", crate::pull::human(d), crate::pull::human(u))
+                    }
                     _ => println!("Download size: not known before pulling (no size index, no static delta)."),
                 }
             } else if r.pull.bytes_transferred > 0 {
@@ -255,7 +266,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         }
         Command::Deploy { target, reboot, json } => {
             let s = Sysroot::open_locked(&cli.sysroot)?;
-            let opts = UpgradeOptions { os: cli.os.clone(), progress: !json, allow_downgrade: true, ..Default::default() };
+            let opts =
+                UpgradeOptions { os: cli.os.clone(), progress: !json, allow_downgrade: true, ..Default::default() };
             let r = upgrade::run(&s, Target::Version(&target), &opts)?;
             report_upgrade(&r, json)?;
             reboot_if(reboot && r.outcome == "staged", &s)?;
@@ -266,7 +278,8 @@ pub fn run(cli: Cli) -> Result<u8> {
                 bail!("rebase target `{refspec}` must be REMOTE:REF");
             }
             let s = Sysroot::open_locked(&cli.sysroot)?;
-            let opts = UpgradeOptions { os: cli.os.clone(), progress: !json, allow_downgrade: true, ..Default::default() };
+            let opts =
+                UpgradeOptions { os: cli.os.clone(), progress: !json, allow_downgrade: true, ..Default::default() };
             let r = upgrade::run(&s, Target::Rebase(&refspec), &opts)?;
             report_upgrade(&r, json)?;
             reboot_if(reboot && r.outcome == "staged", &s)?;
@@ -334,7 +347,9 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Pin { index, unpin } => {
             let s = Sysroot::open_locked(&cli.sysroot)?;
             let deps = s.sysroot.deployments();
-            let d = deps.get(index).ok_or_else(|| anyhow!("no deployment at index {index} ({} deployments)", deps.len()))?;
+            let d = deps
+                .get(index)
+                .ok_or_else(|| anyhow!("no deployment at index {index} ({} deployments)", deps.len()))?;
             if d.is_staged() {
                 bail!("deployment {index} is staged; pin it after it is finalized");
             }

@@ -21,16 +21,23 @@ pub enum Written {
 
 /// Bytes the kernel and initramfs of `checksum` need in `/boot`.
 fn boot_bytes(repo: &ostree::Repo, checksum: &str) -> Result<u64> {
-    let (root, _) = repo.read_commit(checksum, gio::Cancellable::NONE).with_context(|| format!("reading commit {checksum}"))?;
+    let (root, _) =
+        repo.read_commit(checksum, gio::Cancellable::NONE).with_context(|| format!("reading commit {checksum}"))?;
     let modules = root.resolve_relative_path("usr/lib/modules");
     let mut total = 0u64;
     let iter = modules
-        .enumerate_children("standard::name,standard::type", gio::FileQueryInfoFlags::NOFOLLOW_SYMLINKS, gio::Cancellable::NONE)
+        .enumerate_children(
+            "standard::name,standard::type",
+            gio::FileQueryInfoFlags::NOFOLLOW_SYMLINKS,
+            gio::Cancellable::NONE,
+        )
         .with_context(|| format!("listing /usr/lib/modules of {checksum}"))?;
     while let Some(info) = iter.next_file(gio::Cancellable::NONE)? {
         let dir = modules.child(info.name());
         for f in ["vmlinuz", "initramfs.img"] {
-            if let Ok(i) = dir.child(f).query_info("standard::size", gio::FileQueryInfoFlags::NONE, gio::Cancellable::NONE) {
+            if let Ok(i) =
+                dir.child(f).query_info("standard::size", gio::FileQueryInfoFlags::NONE, gio::Cancellable::NONE)
+            {
                 total += i.size() as u64;
             }
         }
@@ -93,7 +100,13 @@ pub fn deploy(
             .with_context(|| format!("deploying {checksum}"))?;
         let before = identities(s);
         s.sysroot
-            .simple_write_deployment(Some(os), &new, Some(merge), ostree::SysrootSimpleWriteDeploymentFlags::NO_CLEAN, c)
+            .simple_write_deployment(
+                Some(os),
+                &new,
+                Some(merge),
+                ostree::SysrootSimpleWriteDeploymentFlags::NO_CLEAN,
+                c,
+            )
             .context("writing the new deployment list")?;
         cleanup_after_write(s, &before)?;
         Ok(Written::Deployed)

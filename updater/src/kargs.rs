@@ -58,7 +58,11 @@ mod tests {
     #[test]
     fn edits() {
         let cur = "root=LABEL=root rw console=ttyS0 quiet ostree=/ostree/boot.1/a/b/0";
-        let out = apply(cur, &[Edit::Append("foo=bar".into()), Edit::Delete("quiet".into()), Edit::Replace("console=tty0".into())]).unwrap();
+        let out = apply(
+            cur,
+            &[Edit::Append("foo=bar".into()), Edit::Delete("quiet".into()), Edit::Replace("console=tty0".into())],
+        )
+        .unwrap();
         assert_eq!(out, ["root=LABEL=root", "rw", "console=tty0", "foo=bar"]);
         assert!(apply(cur, &[Edit::Delete("nosuch".into())]).unwrap_err().to_string().contains("`nosuch` is not set"));
         assert!(apply(cur, &[Edit::Replace("nosuch=1".into())]).is_err());

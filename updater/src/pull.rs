@@ -173,7 +173,8 @@ fn needed_from_index(repo: &ostree::Repo, remote: &str, ref_name: &str, target: 
             break;
         }
         if !repo.has_object(ostree::ObjectType::Commit, &parent, c).unwrap_or(false) {
-            let req = PullRequest { remote, ref_name, commit: Some(&parent), commit_only: true, depth: 0, progress: false };
+            let req =
+                PullRequest { remote, ref_name, commit: Some(&parent), commit_only: true, depth: 0, progress: false };
             if let Err(e) = pull(repo, &req) {
                 tracing::debug!("fetching commit {parent} for its size index: {e:#}");
                 return None;

@@ -38,7 +38,9 @@ fn lock_holder(lockfile: &Path) -> Option<String> {
         }
         let fds = std::fs::read_dir(p.path().join("fdinfo")).ok()?;
         fds.flatten()
-            .any(|fd| std::fs::read_to_string(fd.path()).is_ok_and(|t| t.lines().any(|l| l.starts_with("lock:") && ours(l))))
+            .any(|fd| {
+                std::fs::read_to_string(fd.path()).is_ok_and(|t| t.lines().any(|l| l.starts_with("lock:") && ours(l)))
+            })
             .then_some(pid)
     })?;
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
@@ -88,11 +90,16 @@ impl Sysroot {
             }
         }
         // Not booted: the stateroot of the default (first non-staged) deployment.
-        let default_os = self.sysroot.deployments().into_iter().find(|d| !d.is_staged()).map(|d| d.osname().to_string());
+        let default_os =
+            self.sysroot.deployments().into_iter().find(|d| !d.is_staged()).map(|d| d.osname().to_string());
         let os = os.map(str::to_string).or(default_os);
-        self.sysroot
-            .merge_deployment(os.as_deref())
-            .ok_or_else(|| anyhow!("no deployment{} in {}", os.as_ref().map(|o| format!(" for os {o}")).unwrap_or_default(), self.path.display()))
+        self.sysroot.merge_deployment(os.as_deref()).ok_or_else(|| {
+            anyhow!(
+                "no deployment{} in {}",
+                os.as_ref().map(|o| format!(" for os {o}")).unwrap_or_default(),
+                self.path.display()
+            )
+        })
     }
 
     /// The stateroot to act on: `--os`, else the merge deployment's.

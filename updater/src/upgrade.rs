@@ -178,11 +178,7 @@ pub fn run(s: &Sysroot, target: Target, opts: &UpgradeOptions) -> Result<Upgrade
         );
     }
     let complete = pull::is_complete(&repo, &to);
-    let needed = if complete {
-        Some(pull::Needed::default())
-    } else {
-        pull::needed(&repo, remote, ref_name, &to)
-    };
+    let needed = if complete { Some(pull::Needed::default()) } else { pull::needed(&repo, remote, ref_name, &to) };
     result.download_size = needed.map(|n| n.download);
     result.unpacked_size = needed.map(|n| n.unpacked);
     if opts.check {
@@ -199,18 +195,13 @@ pub fn run(s: &Sysroot, target: Target, opts: &UpgradeOptions) -> Result<Upgrade
                     eprintln!("Download size: {} ({} unpacked)", pull::human(n.download), pull::human(n.unpacked));
                 }
             }
-            None => tracing::info!("the commit has no size index and the server no static delta: download size unknown"),
+            None => {
+                tracing::info!("the commit has no size index and the server no static delta: download size unknown")
+            }
         }
         let (_, stats) = pull::pull(
             &repo,
-            &PullRequest {
-                remote,
-                ref_name,
-                commit: Some(&to),
-                commit_only: false,
-                depth: 0,
-                progress: opts.progress,
-            },
+            &PullRequest { remote, ref_name, commit: Some(&to), commit_only: false, depth: 0, progress: opts.progress },
         )?;
         // Metadata and content: everything this upgrade transferred.
         result.pull += stats;

@@ -103,7 +103,15 @@ impl Fixture {
         let out = f.host(&["remote", "add", "atoll", &url, "--gpg-import", pubkey.to_str().unwrap()]);
         assert!(out.status.success(), "{}", stderr(&out));
         ostree(&[&format!("--repo={sr}/ostree/repo"), "pull", "atoll", REF]);
-        ostree(&["admin", "deploy", &format!("--sysroot={sr}"), "--os=atoll", "--karg=root=LABEL=root", "--karg=quiet", &format!("atoll:{REF}")]);
+        ostree(&[
+            "admin",
+            "deploy",
+            &format!("--sysroot={sr}"),
+            "--os=atoll",
+            "--karg=root=LABEL=root",
+            "--karg=quiet",
+            &format!("atoll:{REF}"),
+        ]);
         f
     }
 
@@ -218,7 +226,11 @@ fn upgrade_rollback_deploy_kargs_and_refusals() {
     assert_eq!(check["to_version"], "2");
     assert_eq!(f.versions(), ["1"], "--check changes nothing");
     let preview: serde_json::Value = serde_json::from_str(&f.host_ok(&["upgrade", "--preview", "--json"])).unwrap();
-    assert_eq!(preview["packages"]["changed"], serde_json::json!([{"name": "tool", "from": "1", "to": "2", "arch": "amd64"}]), "{preview}");
+    assert_eq!(
+        preview["packages"]["changed"],
+        serde_json::json!([{"name": "tool", "from": "1", "to": "2", "arch": "amd64"}]),
+        "{preview}"
+    );
     assert_eq!(preview["packages"]["added"], serde_json::json!([]));
     let text = f.host_ok(&["upgrade", "--preview"]);
     assert!(text.contains("Changed:\n  tool 1 -> 2"), "{text}");
@@ -226,7 +238,14 @@ fn upgrade_rollback_deploy_kargs_and_refusals() {
     // The server publishes a static delta 1 -> 2: the size is known before downloading and the
     // pull uses the delta.
     let repo_arg = format!("--repo={}", f.server_repo.display());
-    ostree(&[&repo_arg, "static-delta", "generate", &format!("--from={}", st[0]["checksum"].as_str().unwrap()), "--to", REF]);
+    ostree(&[
+        &repo_arg,
+        "static-delta",
+        "generate",
+        &format!("--from={}", st[0]["checksum"].as_str().unwrap()),
+        "--to",
+        REF,
+    ]);
     ostree(&[&repo_arg, "summary", "-u"]);
     let up: serde_json::Value = serde_json::from_str(&f.host_ok(&["upgrade", "--json"])).unwrap();
     assert_eq!(up["outcome"], "deployed", "{up}");
@@ -333,13 +352,16 @@ fn concurrent_upgrades_do_not_interleave() {
     assert!(a.status.success() && b.status.success(), "{}\n{}", stderr(&a), stderr(&b));
     let outcomes: Vec<String> = [&a, &b]
         .iter()
-        .map(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["outcome"].as_str().unwrap().to_string())
+        .map(|o| {
+            serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["outcome"].as_str().unwrap().to_string()
+        })
         .collect();
     let mut sorted = outcomes.clone();
     sorted.sort();
     assert_eq!(sorted, ["deployed", "no-change"], "exactly one upgrade happened: {outcomes:?}");
     // The one that waited said who held the lock.
-    let waited: Vec<String> = [&a, &b].iter().map(|o| stderr(o)).filter(|e| e.contains("Waiting for the sysroot lock")).collect();
+    let waited: Vec<String> =
+        [&a, &b].iter().map(|o| stderr(o)).filter(|e| e.contains("Waiting for the sysroot lock")).collect();
     assert_eq!(waited.len(), 1, "{waited:?}");
     assert!(waited[0].contains("held by pid") && waited[0].contains("host --sysroot"), "{}", waited[0]);
     assert_eq!(f.versions(), ["2", "1"]);
@@ -395,7 +417,11 @@ fn preflight_refuses_when_repo_or_boot_lack_room() {
     assert_eq!(err.lines().count(), 1, "one-line error: {err}");
     assert!(err.contains("not enough space in") && err.contains("ostree/repo") && err.contains("MiB is free"), "{err}");
     assert_eq!(f.status(), before, "nothing staged");
-    assert!(free_mib(&repo_dir) + 1 >= free_before, "nothing pulled: {} MiB free, was {free_before}", free_mib(&repo_dir));
+    assert!(
+        free_mib(&repo_dir) + 1 >= free_before,
+        "nothing pulled: {} MiB free, was {free_before}",
+        free_mib(&repo_dir)
+    );
 
     // A kernel + initramfs bigger than /boot's free space: the pull fits, the deployment does not.
     f.publish_with("3", true, None, &["--generate-sizes"], |root| {
@@ -406,7 +432,10 @@ fn preflight_refuses_when_repo_or_boot_lack_room() {
     let err = stderr(&out);
     let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(errors.len(), 1, "one-line error: {err}");
-    assert!(errors[0].contains("not enough space in") && errors[0].contains("/boot") && errors[0].contains("MiB is free"), "{err}");
+    assert!(
+        errors[0].contains("not enough space in") && errors[0].contains("/boot") && errors[0].contains("MiB is free"),
+        "{err}"
+    );
     assert_eq!(f.status(), before, "nothing staged");
     let entries = std::fs::read_dir(f.sysroot.join("boot/loader/entries")).unwrap().count();
     assert_eq!(entries, 1, "boot loader entries untouched");
@@ -438,7 +467,13 @@ fn interrupted_pull_resumes() {
         }
     });
     let tmp = f.sysroot.join("ostree/repo/tmp");
-    let mut child = Command::new(HOST).arg("--sysroot").arg(&f.sysroot).arg("upgrade").stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut child = Command::new(HOST)
+        .arg("--sysroot")
+        .arg(&f.sysroot)
+        .arg("upgrade")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while count_objects(&tmp) < 40 {
         assert!(child.try_wait().unwrap().is_none(), "the pull finished before it could be interrupted");
@@ -456,7 +491,10 @@ fn interrupted_pull_resumes() {
     // A pull from scratch fetches at least the 300 new objects; a resumed one skips what it kept.
     assert!(fetched + kept <= 320, "not resumed: fetched {fetched} objects although {kept} were kept");
     assert_eq!(f.versions(), ["2", "1"]);
-    assert_eq!(std::fs::read_to_string(f.deploy_dir(&f.status()[0]).join("usr/share/many/f299")).unwrap(), "file 299 of many\n");
+    assert_eq!(
+        std::fs::read_to_string(f.deploy_dir(&f.status()[0]).join("usr/share/many/f299")).unwrap(),
+        "file 299 of many\n"
+    );
     let fsck = ostree(&[&format!("--repo={}", f.sysroot.join("ostree/repo").display()), "fsck"]);
     assert!(fsck.contains("no errors"), "{fsck}");
 }
@@ -508,7 +546,8 @@ fn download_size_from_the_sparse_size_index() {
     // A file:// remote (a mirror on local disk, signed the same way): rebase onto it, upgrade from it.
     let url = format!("file://{}", f.server_repo.display());
     f.host_ok(&["remote", "add", "disk", &url, "--gpg-import", f.key.public.to_str().unwrap()]);
-    let rebased: serde_json::Value = serde_json::from_str(&f.host_ok(&["rebase", &format!("disk:{REF}"), "--json"])).unwrap();
+    let rebased: serde_json::Value =
+        serde_json::from_str(&f.host_ok(&["rebase", &format!("disk:{REF}"), "--json"])).unwrap();
     assert_eq!(rebased["outcome"], "deployed", "{rebased}");
     assert_eq!(f.status()[0]["origin"], format!("disk:{REF}"));
     publish("4", 2);

@@ -2,7 +2,10 @@
 //!
 //! - [`cmd`]: the one place external programs (mmdebstrap, dracut, bwrap, apt-get, qemu-img, ...)
 //!   are run. Every invocation is logged with its full command line, and a failure carries the
-//!   program's stderr tail in the error so the user sees *why* it failed in one line.
+//!   program's stderr tail in the error so the user sees *why* it failed in one line. A program
+//!   that is not installed is named with its Debian package, from the one program → package
+//!   table (`programs.txt`, which `ci/setup.sh` also checks); [`cmd::require`] checks a command's
+//!   programs before it writes anything.
 //! - [`entry`]: the common `main` of every binary: logging setup, one-line errors, exit codes.
 //! - [`gpg`]: importing every key of a key file for an OSTree remote.
 //! - [`packages`]: the package list each commit carries, and diffs between two lists.

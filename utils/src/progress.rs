@@ -27,10 +27,8 @@ impl Phase {
     /// Turn the spinner into a bar of `len` units (files, bytes, ...).
     pub fn set_length(&self, len: u64) {
         self.bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} {prefix:12} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg}",
-            )
-            .expect("valid template"),
+            ProgressStyle::with_template("{spinner} {prefix:12} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg}")
+                .expect("valid template"),
         );
         self.bar.set_length(len);
     }

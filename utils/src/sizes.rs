@@ -26,7 +26,8 @@ pub struct Entry {
 pub fn encode(entries: &[Entry]) -> anyhow::Result<glib::Variant> {
     let mut out: Vec<Vec<u8>> = Vec::with_capacity(entries.len());
     for e in entries {
-        let mut b = hex_to_bytes(&e.checksum).ok_or_else(|| anyhow::anyhow!("`{}` is not a SHA-256 checksum", e.checksum))?;
+        let mut b =
+            hex_to_bytes(&e.checksum).ok_or_else(|| anyhow::anyhow!("`{}` is not a SHA-256 checksum", e.checksum))?;
         put_varint(&mut b, e.archived);
         put_varint(&mut b, e.unpacked);
         b.push(ostree::ObjectType::File.into_glib() as u8);
@@ -117,7 +118,10 @@ mod tests {
         let theirs = ostree::commit_get_object_sizes(&commit_with("ostree.sizes", &v)).unwrap();
         assert_eq!(theirs.len(), 3);
         for (t, e) in theirs.iter().zip(&entries) {
-            assert_eq!((t.checksum().as_str(), t.archived(), t.unpacked()), (e.checksum.as_str(), e.archived, e.unpacked));
+            assert_eq!(
+                (t.checksum().as_str(), t.archived(), t.unpacked()),
+                (e.checksum.as_str(), e.archived, e.unpacked)
+            );
             assert_eq!(t.objtype(), ostree::ObjectType::File);
         }
         assert!(of_commit(&commit_with("other", &v)).is_none());

@@ -6,14 +6,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 
 /// Lines that end a test at once.
-pub const FATAL: &[&str] = &[
-    "Kernel panic",
-    "emergency mode",
-    "Entering emergency",
-    "dracut: Refusing",
-    "Failed to start",
-    "FAILED",
-];
+pub const FATAL: &[&str] =
+    &["Kernel panic", "emergency mode", "Entering emergency", "dracut: Refusing", "Failed to start", "FAILED"];
 
 /// A console log file written by QEMU.
 #[derive(Debug, Clone)]
@@ -105,10 +99,14 @@ mod tests {
     #[test]
     fn fatal_lines_are_caught() {
         assert!(check_text("[  OK  ] Reached target multi-user.target\n").is_ok());
-        let err = check_text("ok\n[\u{1b}[0;1;31mFAILED\u{1b}[0m] Failed to start \u{1b}[0;1;39mssh.service\u{1b}[0m.\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("Failed to start ssh.service") || err.contains("FAILED] Failed to start ssh.service"), "{err}");
+        let err =
+            check_text("ok\n[\u{1b}[0;1;31mFAILED\u{1b}[0m] Failed to start \u{1b}[0;1;39mssh.service\u{1b}[0m.\n")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("Failed to start ssh.service") || err.contains("FAILED] Failed to start ssh.service"),
+            "{err}"
+        );
         assert!(check_text("[    1.0] Kernel panic - not syncing: VFS").is_err());
         assert!(check_text("You are in emergency mode. After logging in").is_err());
         assert!(check_text("dracut: Refusing to continue").is_err());

@@ -6,14 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use anyhow::{bail, Context, Result};
-
-fn run(cmd: &mut Command) -> Result<String> {
-    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
-    if !out.status.success() {
-        bail!("{cmd:?}: {}", String::from_utf8_lossy(&out.stderr).trim());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
+use atoll_utils::cmd::{self, run_stdout as run};
 
 /// A GnuPG home holding one ed25519 signing key.
 pub struct GpgKey {
@@ -34,7 +27,15 @@ pub fn gpg_key(dir: &Path, name: &str) -> Result<GpgKey> {
         c.arg("--homedir").arg(&homedir).arg("--batch");
         c
     };
-    run(gpg().args(["--passphrase", "", "--quick-gen-key", &format!("Atoll {name} <{name}@atoll.invalid>"), "ed25519", "sign", "never"]))?;
+    run(gpg().args([
+        "--passphrase",
+        "",
+        "--quick-gen-key",
+        &format!("Atoll {name} <{name}@atoll.invalid>"),
+        "ed25519",
+        "sign",
+        "never",
+    ]))?;
     let list = run(gpg().args(["--list-keys", "--with-colons"]))?;
     let id = list
         .lines()
@@ -79,13 +80,14 @@ class H(http.server.SimpleHTTPRequestHandler):
 http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), functools.partial(H, directory=sys.argv[3])).serve_forever()
 "#;
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let child = Command::new("python3")
-        .args(["-c", SERVER, &port.to_string(), &delay.as_secs_f64().to_string()])
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting a python3 http.server")?;
+    let child = cmd::spawn(
+        Command::new("python3")
+            .args(["-c", SERVER, &port.to_string(), &delay.as_secs_f64().to_string()])
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )
+    .context("starting a python3 http.server")?;
     let server = HttpServer { child, port };
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {

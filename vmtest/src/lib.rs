@@ -21,6 +21,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use atoll_utils::cmd;
 
 pub use console::Console;
 
@@ -92,16 +93,14 @@ impl Vm {
         let overlay = dir.path().join("overlay.qcow2");
         let fmt = if image.extension().is_some_and(|e| e == "qcow2") { "qcow2" } else { "raw" };
         let image = image.canonicalize().with_context(|| format!("finding {}", image.display()))?;
-        let out = Command::new("qemu-img")
-            .args(["create", "-q", "-f", "qcow2", "-F", fmt, "-b"])
-            .arg(&image)
-            .arg(&overlay)
-            .args(cfg.disk_size.map(|s| s.to_string()))
-            .output()
-            .context("running qemu-img")?;
-        if !out.status.success() {
-            bail!("qemu-img create: {}", String::from_utf8_lossy(&out.stderr).trim());
-        }
+        cmd::run(
+            Command::new("qemu-img")
+                .args(["create", "-q", "-f", "qcow2", "-F", fmt, "-b"])
+                .arg(&image)
+                .arg(&overlay)
+                .args(cfg.disk_size.map(|s| s.to_string())),
+        )
+        .with_context(|| format!("creating an overlay on {}", image.display()))?;
         let vars = match cfg.firmware {
             Firmware::Uefi => {
                 let v = dir.path().join("OVMF_VARS.fd");
@@ -153,11 +152,9 @@ impl Vm {
             c.arg("-drive").arg(format!("if=pflash,format=raw,file={}", vars.display()));
         }
         tracing::info!(boot = self.boots, "starting qemu");
-        let child = c
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(self.dir.path().join(format!("qemu-{}.err", self.boots)))?)
-            .spawn()
+        let err_log = self.dir.path().join(format!("qemu-{}.err", self.boots));
+        let err_file = std::fs::File::create(&err_log).with_context(|| format!("creating {}", err_log.display()))?;
+        let child = cmd::spawn(c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(err_file))
             .context("starting qemu-system-x86_64")?;
         self.child = Some(child);
         Ok(())
@@ -205,7 +202,11 @@ impl Vm {
                 break;
             }
             if Instant::now() > deadline {
-                bail!("the guest agent did not answer within {:?}; console: {}", self.cfg.boot_timeout, self.console.tail(15));
+                bail!(
+                    "the guest agent did not answer within {:?}; console: {}",
+                    self.cfg.boot_timeout,
+                    self.console.tail(15)
+                );
             }
             std::thread::sleep(Duration::from_secs(2));
         }

@@ -77,12 +77,8 @@ pub fn host_sources(etc_apt: &Path) -> Vec<Source> {
     if let Ok(t) = std::fs::read_to_string(etc_apt.join("sources.list")) {
         out.extend(parse_one_line(&t));
     }
-    let mut files: Vec<_> = std::fs::read_dir(etc_apt.join("sources.list.d"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
+    let mut files: Vec<_> =
+        std::fs::read_dir(etc_apt.join("sources.list.d")).into_iter().flatten().flatten().map(|e| e.path()).collect();
     files.sort();
     for f in files {
         let Ok(t) = std::fs::read_to_string(&f) else { continue };
@@ -99,19 +95,12 @@ pub fn host_sources(etc_apt: &Path) -> Vec<Source> {
 /// the old `bookworm/updates`).
 fn serves(host_suite: &str, suite: &str) -> bool {
     host_suite == suite
-        || host_suite
-            .strip_prefix(suite)
-            .is_some_and(|rest| rest.starts_with('-') || rest.starts_with('/'))
+        || host_suite.strip_prefix(suite).is_some_and(|rest| rest.starts_with('-') || rest.starts_with('/'))
 }
 
 /// The deb822 text for a compose of `suite`/`components`: from `mirror` when given, otherwise
 /// from every host source that serves `suite` or its updates/security companions.
-pub fn compose_sources(
-    host: &[Source],
-    suite: &str,
-    components: &[String],
-    mirror: Option<&str>,
-) -> Result<String> {
+pub fn compose_sources(host: &[Source], suite: &str, components: &[String], mirror: Option<&str>) -> Result<String> {
     let comps = components.join(" ");
     if let Some(m) = mirror {
         return Ok(format!("Types: deb\nURIs: {m}\nSuites: {suite}\nComponents: {comps}\n"));

@@ -14,6 +14,9 @@ use super::{apt_sources, Package, Resolved};
 use crate::inputhash::hex;
 use crate::treefile::{Arch, DebianSource, LocalPackage, Treefile};
 
+/// The programs a Debian compose runs on the build machine (bwrap runs the postprocess scripts).
+pub const PROGRAMS: &[&str] = &["apt-get", "apt-ftparchive", "mmdebstrap", "bwrap"];
+
 /// A private apt configuration and state for one set of sources, kept in the cache directory
 /// so metadata refreshes and package downloads are incremental.
 pub struct Apt {
@@ -46,7 +49,14 @@ impl Apt {
         let key = hex(Sha256::digest(format!("{sources}\n{}", arch.debian)));
         let root = cache_dir.join("apt").join(&key[..16]);
         let debs = cache_dir.join("debs");
-        for d in ["etc/sources.list.d", "etc/preferences.d", "etc/apt.conf.d", "lists/partial", "cache/archives/partial", "resolved"] {
+        for d in [
+            "etc/sources.list.d",
+            "etc/preferences.d",
+            "etc/apt.conf.d",
+            "lists/partial",
+            "cache/archives/partial",
+            "resolved",
+        ] {
             std::fs::create_dir_all(root.join(d)).with_context(|| format!("creating {}", root.join(d).display()))?;
         }
         std::fs::create_dir_all(&debs).with_context(|| format!("creating {}", debs.display()))?;
@@ -75,11 +85,8 @@ impl Apt {
         let sources_file = root.join("etc/sources.list.d/atoll.sources");
         write_if_changed(&sources_file, &sources)?;
         write_if_changed(&root.join("status"), "")?;
-        let prefs: String = tf
-            .exclude_packages
-            .iter()
-            .map(|p| format!("Package: {p}\nPin: version *\nPin-Priority: -1\n\n"))
-            .collect();
+        let prefs: String =
+            tf.exclude_packages.iter().map(|p| format!("Package: {p}\nPin: version *\nPin-Priority: -1\n\n")).collect();
         let prefs_file = root.join("etc/preferences.d/atoll-exclude.pref");
         write_if_changed(&prefs_file, &prefs)?;
         Ok(Apt {
@@ -166,11 +173,9 @@ impl Apt {
         match self.src.variant.as_str() {
             "required" => v.push("?priority(required)".into()),
             "important" => v.extend(["?priority(required)".into(), "?priority(important)".into()]),
-            "standard" => v.extend([
-                "?priority(required)".into(),
-                "?priority(important)".into(),
-                "?priority(standard)".into(),
-            ]),
+            "standard" => {
+                v.extend(["?priority(required)".into(), "?priority(important)".into(), "?priority(standard)".into()])
+            }
             _ => {}
         }
         v
@@ -198,11 +203,14 @@ impl Apt {
         c.args(["-q", "--simulate", "install"]).args(self.base_patterns()).args(&self.packages);
         let out = c.stdin(std::process::Stdio::null()).output().context("running apt-get --simulate")?;
         if !out.status.success() {
-            return Err(self.resolve_error(&String::from_utf8_lossy(&out.stdout), &String::from_utf8_lossy(&out.stderr)));
+            return Err(
+                self.resolve_error(&String::from_utf8_lossy(&out.stdout), &String::from_utf8_lossy(&out.stderr))
+            );
         }
         let resolved = Resolved { packages: parse_simulation(&String::from_utf8_lossy(&out.stdout)) };
         let tmp = cache.with_extension("tmp");
-        std::fs::write(&tmp, serde_json::to_string(&resolved)?).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::write(&tmp, serde_json::to_string(&resolved)?)
+            .with_context(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, &cache).with_context(|| format!("writing {}", cache.display()))?;
         Ok(resolved)
     }
@@ -218,13 +226,10 @@ impl Apt {
             }
         }
         // Dependency problems: apt lists them on stdout as "pkg : Depends: x but ...".
-        let why: Vec<&str> = stdout.lines().map(str::trim).filter(|l| l.contains(": Depends:") || l.contains("Depends:")).collect();
+        let why: Vec<&str> =
+            stdout.lines().map(str::trim).filter(|l| l.contains(": Depends:") || l.contains("Depends:")).collect();
         if !why.is_empty() {
-            return anyhow!(
-                "cannot resolve packages (excluded: [{}]): {}",
-                self.excludes.join(", "),
-                why.join("; ")
-            );
+            return anyhow!("cannot resolve packages (excluded: [{}]): {}", self.excludes.join(", "), why.join("; "));
         }
         anyhow!("apt-get could not resolve the package set: {}", cmd::tail(stderr.as_bytes(), 3))
     }

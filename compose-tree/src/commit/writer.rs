@@ -44,7 +44,8 @@ enum Kind {
 
 /// Extended attributes as ostree stores them: `a(ayay)`, names NUL-terminated, sorted by name.
 fn read_xattrs(path: &Path) -> Result<Option<glib::Variant>> {
-    let mut names: Vec<_> = xattr::list(path).with_context(|| format!("listing xattrs of {}", path.display()))?.collect();
+    let mut names: Vec<_> =
+        xattr::list(path).with_context(|| format!("listing xattrs of {}", path.display()))?.collect();
     if names.is_empty() {
         return Ok(None);
     }
@@ -98,7 +99,11 @@ fn walk(root: &Path) -> Result<Vec<Entry>> {
                     Kind::File
                 } else if ft.is_symlink() {
                     let t = std::fs::read_link(&path).with_context(|| format!("reading link {}", path.display()))?;
-                    Kind::Symlink(t.into_os_string().into_string().map_err(|t| anyhow!("{}: link target {t:?} is not UTF-8", path.display()))?)
+                    Kind::Symlink(
+                        t.into_os_string()
+                            .into_string()
+                            .map_err(|t| anyhow!("{}: link target {t:?} is not UTF-8", path.display()))?,
+                    )
                 } else {
                     bail!("{}: OSTree can only store directories, regular files and symlinks", path.display());
                 };
@@ -190,7 +195,8 @@ fn write_contents(
             .map(|_| {
                 s.spawn(|| -> Result<()> {
                     let repo = ostree::Repo::new_for_path(repo_path);
-                    repo.open(gio::Cancellable::NONE).with_context(|| format!("opening repo {}", repo_path.display()))?;
+                    repo.open(gio::Cancellable::NONE)
+                        .with_context(|| format!("opening repo {}", repo_path.display()))?;
                     let tx = repo.auto_transaction(gio::Cancellable::NONE).context("starting a writer transaction")?;
                     let mut mine = Vec::new();
                     loop {
@@ -292,7 +298,8 @@ pub fn write_tree(
             }
             _ => {
                 let parent = trees[e.parent].as_ref().expect("parents come first");
-                let csum = contents[i].as_deref().ok_or_else(|| anyhow!("no object written for /{}", e.rel.display()))?;
+                let csum =
+                    contents[i].as_deref().ok_or_else(|| anyhow!("no object written for /{}", e.rel.display()))?;
                 parent.replace_file(&e.name, csum).with_context(|| format!("adding /{}", e.rel.display()))?;
             }
         }

@@ -45,7 +45,8 @@ pub fn install_bios(boot: &Path, disk: &Path) -> Result<()> {
     }
     let mbr = std::fs::read(GPTMBR).with_context(|| format!("reading {GPTMBR}"))?;
     use std::io::{Seek, Write};
-    let mut f = std::fs::OpenOptions::new().write(true).open(disk).with_context(|| format!("opening {}", disk.display()))?;
+    let mut f =
+        std::fs::OpenOptions::new().write(true).open(disk).with_context(|| format!("opening {}", disk.display()))?;
     f.seek(std::io::SeekFrom::Start(0))?;
     f.write_all(&mbr[..mbr.len().min(440)]).with_context(|| format!("writing the MBR of {}", disk.display()))?;
     f.sync_all()?;
@@ -69,8 +70,24 @@ pub fn build_esp(work: &Path, size: u64) -> Result<std::path::PathBuf> {
             .arg("-c")
             .arg(&cfg)
             .args([
-                "part_gpt", "part_msdos", "ext2", "xfs", "fat", "search", "search_label", "normal", "syslinuxcfg",
-                "linux", "configfile", "echo", "test", "all_video", "efi_gop", "boot", "serial", "terminal",
+                "part_gpt",
+                "part_msdos",
+                "ext2",
+                "xfs",
+                "fat",
+                "search",
+                "search_label",
+                "normal",
+                "syslinuxcfg",
+                "linux",
+                "configfile",
+                "echo",
+                "test",
+                "all_video",
+                "efi_gop",
+                "boot",
+                "serial",
+                "terminal",
             ]),
     )
     .context("building the GRUB EFI image")?;

@@ -18,7 +18,14 @@ pub struct Deployed {
 
 /// Pull `checksum` from `src_repo` into the sysroot at `mnt`, set up the recipe's remote and
 /// deploy it with `kargs`; the origin names `remote:ref_name` so `host upgrade` knows where to go.
-pub fn deploy(mnt: &Path, src_repo: &Path, ref_name: &str, checksum: &str, recipe: &Recipe, kargs: &[String]) -> Result<Deployed> {
+pub fn deploy(
+    mnt: &Path,
+    src_repo: &Path,
+    ref_name: &str,
+    checksum: &str,
+    recipe: &Recipe,
+    kargs: &[String],
+) -> Result<Deployed> {
     let c = gio::Cancellable::NONE;
     let sysroot = ostree::Sysroot::new(Some(&gio::File::for_path(mnt)));
     sysroot.ensure_initialized(c).context("initialising the sysroot")?;

@@ -138,19 +138,20 @@ impl Drop for Disk {
     }
 }
 
+/// The program that makes a filesystem of `fs`.
+pub fn mkfs_program(fs: RootFs) -> &'static str {
+    match fs {
+        RootFs::Ext4 => "mkfs.ext4",
+        RootFs::Xfs => "mkfs.xfs",
+    }
+}
+
 /// Make a filesystem of `fs` labelled `label` on `dev`.
 pub fn mkfs(fs: RootFs, dev: &Path, label: &str) -> Result<()> {
-    let mut c = match fs {
-        RootFs::Ext4 => {
-            let mut c = Command::new("mkfs.ext4");
-            c.args(["-q", "-F", "-L", label]);
-            c
-        }
-        RootFs::Xfs => {
-            let mut c = Command::new("mkfs.xfs");
-            c.args(["-q", "-f", "-L", label]);
-            c
-        }
+    let mut c = Command::new(mkfs_program(fs));
+    match fs {
+        RootFs::Ext4 => c.args(["-q", "-F", "-L", label]),
+        RootFs::Xfs => c.args(["-q", "-f", "-L", label]),
     };
     cmd::run(c.arg(dev)).with_context(|| format!("making {} on {}", fs.name(), dev.display()))
 }

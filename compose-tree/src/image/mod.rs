@@ -49,12 +49,25 @@ pub struct ImageResult {
 /// The kernel arguments every image gets before the recipe's own.
 const BASE_KARGS: &[&str] = &["root=LABEL=root", "rw"];
 
+/// The programs an image build of `recipe` in `format` runs, checked before anything is written.
+pub fn programs(recipe: &recipe::Recipe, format: Format) -> Vec<&'static str> {
+    let mut p = vec!["sgdisk", "losetup", "partx", "mknod", "mount", "umount", "dd"];
+    p.extend([disk::mkfs_program(recipe::RootFs::Ext4), disk::mkfs_program(recipe.root_fs)]);
+    p.extend(["extlinux", "grub-mkimage", "mformat", "mmd", "mcopy"]);
+    if format == Format::Qcow2 {
+        p.push("qemu-img");
+    }
+    p.dedup();
+    p
+}
+
 /// Build the image.
 pub fn build(opts: &ImageOptions) -> Result<ImageResult> {
     let recipe = recipe::load(&opts.recipe)?;
     if !recipe.formats.contains(&opts.format) {
         bail!("{}: formats does not list {:?}", recipe.path.display(), opts.format);
     }
+    cmd::require("building an image", &programs(&recipe, opts.format))?;
     let repo = commit::open(&opts.repo)?;
     let info = commit::commit_info(&repo, &opts.ref_name)?;
     let out_dir = match opts.output.parent() {
@@ -108,12 +121,11 @@ pub fn build(opts: &ImageOptions) -> Result<ImageResult> {
     boot::install_bios(&mnt.join("boot"), &d.loopdev)?;
     let esp = boot::build_esp(work.path(), esp_len)?;
     let esp_dev = d.part(disk::PART_ESP);
-    cmd::run(
-        Command::new("dd")
-            .arg(format!("if={}", esp.display()))
-            .arg(format!("of={}", esp_dev.display()))
-            .args(["bs=1M", "conv=notrunc,fsync", "status=none"]),
-    )
+    cmd::run(Command::new("dd").arg(format!("if={}", esp.display())).arg(format!("of={}", esp_dev.display())).args([
+        "bs=1M",
+        "conv=notrunc,fsync",
+        "status=none",
+    ]))
     .with_context(|| format!("writing the ESP at offset {esp_off}"))?;
     d.close()?;
     phases.done(ph);
@@ -128,8 +140,7 @@ pub fn build(opts: &ImageOptions) -> Result<ImageResult> {
             q
         }
     };
-    std::fs::rename(&staged, &opts.output)
-        .with_context(|| format!("moving the image to {}", opts.output.display()))?;
+    std::fs::rename(&staged, &opts.output).with_context(|| format!("moving the image to {}", opts.output.display()))?;
     phases.done(ph);
 
     let md = std::fs::metadata(&opts.output)?;
@@ -143,4 +154,24 @@ pub fn build(opts: &ImageOptions) -> Result<ImageResult> {
         file_size: md.blocks() * 512,
         timings: crate::compose::timings(&phases),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every program a compose or an image build needs is in the program → package table, so
+    /// setup installs it and a missing one is named with its package before any work starts.
+    #[test]
+    fn preflight_programs_have_packages() {
+        let recipe = recipe::load(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../image-recipes/atoll-host/image.toml"),
+        )
+        .unwrap();
+        let qcow2 = programs(&recipe, Format::Qcow2);
+        assert!(qcow2.contains(&"qemu-img") && !programs(&recipe, Format::Raw).contains(&"qemu-img"));
+        for p in qcow2.iter().chain(crate::backend::debian::PROGRAMS) {
+            assert!(cmd::package_of(p).is_some(), "{p} is not in utils/src/programs.txt");
+        }
+    }
 }

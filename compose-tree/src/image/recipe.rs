@@ -116,8 +116,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Recipe> {
     if size_bytes < MIN_SIZE {
         bail!("{name}: size: {} is smaller than the 2G minimum", raw.size);
     }
-    let os_ok = !raw.os_name.is_empty()
-        && raw.os_name.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
+    let os_ok = !raw.os_name.is_empty() && raw.os_name.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
     if !os_ok {
         bail!("{name}: os-name: `{}` must be letters, digits, - and _", raw.os_name);
     }
@@ -146,7 +145,9 @@ pub fn parse(text: &str, path: &Path) -> Result<Recipe> {
             }
             Some(p)
         }
-        (None, true) => bail!("{name}: remote: gpg-verify is on but no gpg-key is given (set gpg-verify = false to go without)"),
+        (None, true) => {
+            bail!("{name}: remote: gpg-verify is on but no gpg-key is given (set gpg-verify = false to go without)")
+        }
         (None, false) => None,
     };
     Ok(Recipe {

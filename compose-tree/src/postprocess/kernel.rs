@@ -44,8 +44,16 @@ pub fn install(root: &Path, kver: &str, on_line: impl FnMut(&str)) -> Result<()>
     let mut c = sandbox::command(
         root,
         &[
-            "dracut", "--no-hostonly", "--add", "ostree", "--reproducible", "--force",
-            "--no-hostonly-cmdline", "--kver", kver, &initramfs,
+            "dracut",
+            "--no-hostonly",
+            "--add",
+            "ostree",
+            "--reproducible",
+            "--force",
+            "--no-hostonly-cmdline",
+            "--kver",
+            kver,
+            &initramfs,
         ],
     );
     cmd::run_streaming(&mut c, on_line).with_context(|| format!("building the initramfs for kernel {kver}"))?;

@@ -163,12 +163,8 @@ fn var_to_tmpfiles(root: &Path, lines: &mut Lines) -> Result<()> {
     lines.insert("/var/lib/dpkg".into(), format!("L /var/lib/dpkg - - - - ../../{DPKG_DB}"));
     for e in std::fs::read_dir(&var)? {
         let p = e?.path();
-        if p.is_dir() && !p.is_symlink() {
-            std::fs::remove_dir_all(&p)
-        } else {
-            std::fs::remove_file(&p)
-        }
-        .with_context(|| format!("emptying {}", p.display()))?;
+        if p.is_dir() && !p.is_symlink() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) }
+            .with_context(|| format!("emptying {}", p.display()))?;
     }
     Ok(())
 }
@@ -197,12 +193,8 @@ fn clear_api_dirs(root: &Path) -> Result<()> {
         let dir = root.join(d);
         for e in std::fs::read_dir(&dir).into_iter().flatten() {
             let p = e?.path();
-            if p.is_dir() && !p.is_symlink() {
-                std::fs::remove_dir_all(&p)
-            } else {
-                std::fs::remove_file(&p)
-            }
-            .with_context(|| format!("emptying {}", p.display()))?;
+            if p.is_dir() && !p.is_symlink() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) }
+                .with_context(|| format!("emptying {}", p.display()))?;
         }
     }
     Ok(())
@@ -224,7 +216,21 @@ mod tests {
     fn mini_tree() -> tempfile::TempDir {
         let t = tempfile::tempdir().unwrap();
         let r = t.path();
-        for d in ["etc", "var/opt", "var/lib/dpkg", "var/log/apt", "var/cache/x", "usr/lib/tmpfiles.d", "usr/local/bin", "home", "root", "opt", "srv", "mnt", "media"] {
+        for d in [
+            "etc",
+            "var/opt",
+            "var/lib/dpkg",
+            "var/log/apt",
+            "var/cache/x",
+            "usr/lib/tmpfiles.d",
+            "usr/local/bin",
+            "home",
+            "root",
+            "opt",
+            "srv",
+            "mnt",
+            "media",
+        ] {
             std::fs::create_dir_all(r.join(d)).unwrap();
         }
         std::fs::write(r.join("var/lib/dpkg/status"), "").unwrap();

@@ -39,12 +39,8 @@ pub fn remove_files(root: &Path, tf: &Treefile) -> Result<()> {
     for rel in &tf.remove_files {
         let p = root.join(rel);
         let Ok(md) = std::fs::symlink_metadata(&p) else { continue };
-        if md.is_dir() {
-            std::fs::remove_dir_all(&p)
-        } else {
-            std::fs::remove_file(&p)
-        }
-        .with_context(|| format!("remove-files: removing /{rel}"))?;
+        if md.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) }
+            .with_context(|| format!("remove-files: removing /{rel}"))?;
     }
     Ok(())
 }
