@@ -7,6 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use atoll_utils::cmd;
+
 const BIN: &str = env!("CARGO_BIN_EXE_compose-tree");
 
 fn fixture() -> PathBuf {
@@ -85,12 +87,8 @@ fn assert_refused(out: &Output, culprit: &str, repo: &Path, ref_name: &str, befo
 fn path_without(dir: &Path, without: &str) -> PathBuf {
     let bin = dir.join(format!("path-without-{without}"));
     std::fs::create_dir_all(&bin).unwrap();
-    let table =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../utils/src/programs.txt")).unwrap();
-    for prog in table.lines().filter(|l| !l.starts_with('#')).filter_map(|l| l.split_whitespace().next()) {
-        let found =
-            std::env::split_paths(&std::env::var_os("PATH").unwrap()).map(|d| d.join(prog)).find(|p| p.exists());
-        if let (Some(found), true) = (found, prog != without) {
+    for prog in cmd::programs().map(|p| p.name).filter(|&p| p != without) {
+        if let Some(found) = cmd::which(prog) {
             std::os::unix::fs::symlink(found, bin.join(prog)).unwrap();
         }
     }

@@ -2,7 +2,7 @@
 //! program that is not installed is named with the Debian package that provides it.
 
 use std::ffi::OsStr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -11,13 +11,27 @@ use anyhow::{anyhow, bail, Context, Result};
 /// with `ci/setup.sh`, which checks each is on PATH.
 pub const PROGRAMS: &str = include_str!("programs.txt");
 
+/// One row of [`PROGRAMS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Program {
+    pub name: &'static str,
+    pub package: &'static str,
+    /// Run only on a booted Atoll host, not on the build machine.
+    pub host_only: bool,
+}
+
+/// The rows of [`PROGRAMS`], comments and blank lines skipped.
+pub fn programs() -> impl Iterator<Item = Program> {
+    PROGRAMS.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).filter_map(|l| {
+        let mut f = l.split_whitespace();
+        Some(Program { name: f.next()?, package: f.next()?, host_only: f.next() == Some("host") })
+    })
+}
+
 /// The Debian package that provides `program` (a name or a path), if the table lists it.
 pub fn package_of(program: &str) -> Option<&'static str> {
     let name = Path::new(program).file_name()?.to_str()?;
-    PROGRAMS.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).find_map(|l| {
-        let mut f = l.split_whitespace();
-        (f.next() == Some(name)).then(|| f.next()).flatten()
-    })
+    programs().find(|p| p.name == name).map(|p| p.package)
 }
 
 /// The error for a program that could not be started: when it is not installed, a one-line
@@ -38,14 +52,19 @@ pub fn spawn_error(cmd: &Command, err: std::io::Error) -> anyhow::Error {
     }
 }
 
-/// Whether `program` is an executable file on PATH (or, given as a path, at that path).
-pub fn on_path(program: &str) -> bool {
+/// Where `program` is found as an executable file: on PATH, or given as a path, at that path.
+pub fn which(program: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let exec = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
     if program.contains('/') {
-        return exec(Path::new(program));
+        return exec(Path::new(program)).then(|| PathBuf::from(program));
     }
-    std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|d| exec(&d.join(program))))
+    std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(program)).find(|p| exec(p))
+}
+
+/// Whether `program` is an executable file on PATH (or, given as a path, at that path).
+pub fn on_path(program: &str) -> bool {
+    which(program).is_some()
 }
 
 /// Check, before any work starts, that every program in `programs` is installed; `what` names
