@@ -26,6 +26,13 @@ fn run(args: &[&str]) -> Output {
     out
 }
 
+/// `compose-tree image` of `ref_name` in `repo` with `recipe`, written to `output` as `format`.
+fn image(repo: &Path, ref_name: &str, recipe: &Path, format: &str, output: &Path, extra: &[&str]) -> Output {
+    let (repo, recipe, output) = (repo.to_str().unwrap(), recipe.to_str().unwrap(), output.to_str().unwrap());
+    let args = ["image", "--repo", repo, "--ref", ref_name, "--recipe", recipe, "--format", format, "--output", output];
+    run(&[&args[..], extra].concat())
+}
+
 fn json(out: &Output) -> serde_json::Value {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
@@ -108,38 +115,14 @@ fn reference_image_boots_on_bios_and_uefi_and_upgrades() {
 
     // Bad input: a ref that does not exist, and a failure halfway (an unreadable GPG key fails
     // the deploy step after partitions are mounted): no output, no loop device, no mount.
-    let bad = run(&[
-        "image",
-        "--repo",
-        repo.to_str().unwrap(),
-        "--ref",
-        "no/such/ref",
-        "--recipe",
-        recipe.to_str().unwrap(),
-        "--format",
-        "raw",
-        "--output",
-        out.join("bad.raw").to_str().unwrap(),
-    ]);
+    let bad = image(&repo, "no/such/ref", &recipe, "raw", &out.join("bad.raw"), &[]);
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("no/such/ref"));
     let bad_recipe = out.join("bad-image.toml");
     let garbage_key = out.join("garbage.asc");
     std::fs::write(&garbage_key, "this is not a key\n").unwrap();
     std::fs::write(&bad_recipe, std::fs::read_to_string(&recipe).unwrap().replace("atoll-test.asc", "garbage.asc"))
         .unwrap();
-    let bad = run(&[
-        "image",
-        "--repo",
-        repo.to_str().unwrap(),
-        "--ref",
-        &ref_name,
-        "--recipe",
-        bad_recipe.to_str().unwrap(),
-        "--format",
-        "raw",
-        "--output",
-        out.join("bad.raw").to_str().unwrap(),
-    ]);
+    let bad = image(&repo, &ref_name, &bad_recipe, "raw", &out.join("bad.raw"), &[]);
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(!bad.status.success(), "garbage key accepted");
     assert!(stderr.contains("garbage.asc"), "error names the key file: {stderr}");
@@ -153,20 +136,7 @@ fn reference_image_boots_on_bios_and_uefi_and_upgrades() {
     let mut images = Vec::new();
     for format in ["raw", "qcow2"] {
         let path = out.join(format!("atoll.{format}"));
-        let r = json(&run(&[
-            "image",
-            "--repo",
-            repo.to_str().unwrap(),
-            "--ref",
-            &ref_name,
-            "--recipe",
-            recipe.to_str().unwrap(),
-            "--format",
-            format,
-            "--output",
-            path.to_str().unwrap(),
-            "--json",
-        ]));
+        let r = json(&image(&repo, &ref_name, &recipe, format, &path, &["--json"]));
         assert_eq!(r["version"], version.as_str());
         assert_eq!(r["virtual_size"], 6u64 << 30);
         eprintln!("BENCH image {format}: {:?}, {} MiB on disk", r["timings"], r["file_size"].as_u64().unwrap() >> 20);
