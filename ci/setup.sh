@@ -18,8 +18,8 @@ PACKAGES=(
   # local packages: cargo-deb (dpkg-shlibdeps), indexing them as a flat apt repository
   dpkg dpkg-dev apt-utils
   # images: partitioning, loop devices, filesystems, boot loaders, qcow2
-  gdisk fdisk mount util-linux coreutils e2fsprogs xfsprogs mtools extlinux syslinux-common
-  grub-common grub-efi-amd64-bin qemu-utils
+  gdisk fdisk mount util-linux coreutils e2fsprogs xfsprogs mtools
+  grub-common grub-pc-bin grub-efi-amd64-bin qemu-utils
   # booted tests; host tests serve repos over HTTP with python3 -m http.server
   qemu-system-x86 ovmf python3 dash
 )
@@ -101,8 +101,8 @@ while read -r prog pkg where _; do
   command -v "$prog" >/dev/null || bad+=("$prog (Debian package $pkg)")
 done <utils/src/programs.txt
 # Data files the image build and booted tests read.
-for f in /usr/lib/syslinux/modules/bios/menu.c32 /usr/lib/syslinux/mbr/gptmbr.bin \
-  /usr/lib/grub/x86_64-efi/syslinuxcfg.mod /usr/share/OVMF/OVMF_CODE_4M.fd /usr/share/OVMF/OVMF_VARS_4M.fd; do
+for f in /usr/lib/grub/i386-pc/grub-bios-setup /usr/lib/grub/i386-pc/boot.img /usr/lib/grub/i386-pc/loadenv.mod \
+  /usr/lib/grub/x86_64-efi/loadenv.mod /usr/share/OVMF/OVMF_CODE_4M.fd /usr/share/OVMF/OVMF_VARS_4M.fd; do
   [ -e "$f" ] || bad+=("$f (file)")
 done
 if ((${#bad[@]})); then

@@ -25,8 +25,8 @@
 //!    before pulling; the ref moves only when the commit (and its signature) is complete, then
 //!    the summary is regenerated.
 //!
-//! [`image`] turns a commit into a bootable raw/qcow2 disk (hybrid GPT; extlinux on BIOS, GRUB
-//! reading ostree's syslinux config on UEFI), deploying it with libostree's Sysroot API.
+//! [`image`] turns a commit into a bootable raw/qcow2 disk (hybrid GPT; GRUB on BIOS and UEFI
+//! reading the menu slots of `atoll_bootloader`), deploying it with libostree's Sysroot API.
 //! [`db`] answers package questions about commits from the package list stored in each commit.
 //! [`cli`] holds the option structs and dispatch; [`compose`] orchestrates a run.
 

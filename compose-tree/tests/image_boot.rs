@@ -67,7 +67,8 @@ fn compose_signed(treefile: &Path, repo: &Path, key: &GpgKey) -> String {
 /// What every booted image must show.
 fn check_booted(vm: &mut Vm, firmware: Firmware, version: &str, ref_name: &str, url: &str) {
     let cmdline = vm.run("cat /proc/cmdline").unwrap();
-    assert!(cmdline.contains("ostree=/ostree/boot."), "{cmdline}");
+    // GRUB boots through Atoll's own deployment link, which ostree's cleanup never removes.
+    assert!(cmdline.contains("ostree=/ostree/boot-1/"), "{cmdline}");
     assert!(cmdline.contains("console=ttyS0"), "recipe kernel-args: {cmdline}");
     let efi = vm.exec("test -d /sys/firmware/efi").unwrap().code == 0;
     assert_eq!(efi, firmware == Firmware::Uefi, "booted through the expected firmware");
@@ -85,6 +86,13 @@ fn check_booted(vm: &mut Vm, firmware: Firmware, version: &str, ref_name: &str, 
     let size: u64 = vm.run("findmnt -bno SIZE /sysroot").unwrap().trim().parse().unwrap();
     assert!(size > 9 << 30, "root filesystem not grown: {size} bytes");
     vm.run("systemctl is-active atoll-growfs.service && systemd-analyze verify atoll-growfs.service").unwrap();
+    vm.run("systemctl is-active atoll-boot-sync.service").unwrap();
+    // --man=no: the tree drops man pages, and ostree's unit documents itself with one.
+    vm.run("systemd-analyze verify --man=no atoll-boot-sync.service ostree-finalize-staged.service").unwrap();
+    let sync: serde_json::Value = serde_json::from_str(&vm.run("host boot-sync --json").unwrap()).unwrap();
+    assert_eq!(sync["switched"], false, "the menu slot already lists the deployments: {sync}");
+    let log = vm.run("journalctl -b -u atoll-boot-sync -o cat --no-pager").unwrap();
+    assert!(log.contains("already lists"), "the image's menu needs no switch at boot: {log}");
     assert!(vm.run("cat /etc/motd").unwrap().contains("Atoll"));
 }
 
@@ -206,6 +214,12 @@ fn reference_image_boots_on_bios_and_uefi_and_upgrades() {
     vm.reboot().unwrap();
     vm.wait_ready().unwrap();
     assert_eq!(vm.run(". /usr/lib/os-release && echo $IMAGE_VERSION").unwrap().trim(), v2);
+    // The finalize switched GRUB to the other menu slot, once.
+    let env = vm.run("cat /boot/grub/grubenv").unwrap();
+    let logs = vm
+        .run("journalctl -b -1 -u ostree-finalize-staged -o cat --no-pager; journalctl -b -u atoll-boot-sync -o cat --no-pager")
+        .unwrap();
+    assert!(env.contains("atoll_slot=b\n"), "{env}\n{logs}");
     assert!(vm.run("hello").unwrap().contains("Hello, world!"));
     assert_eq!(vm.run("cat /etc/atoll-e2e.conf").unwrap(), "kept\n", "/etc edit survives the upgrade");
     assert_eq!(vm.run("cat /var/lib/atoll-e2e/file").unwrap(), "data\n", "/var is untouched");

@@ -108,6 +108,13 @@ pub enum Command {
         #[arg(long)]
         unpin: bool,
     },
+    /// Point the boot loader at the current deployment list: write the inactive GRUB menu slot,
+    /// then switch to it in place. Run after `ostree admin finalize-staged` at shutdown and at
+    /// every boot; `host` runs it itself after each change it makes.
+    BootSync {
+        #[arg(long)]
+        json: bool,
+    },
     /// Manage the remotes updates come from.
     #[command(subcommand)]
     Remote(RemoteCommand),
@@ -320,6 +327,7 @@ pub fn run(cli: Cli) -> Result<u8> {
                 s.sysroot.write_deployments(&keep, gio::Cancellable::NONE).context("writing the deployment list")?;
             }
             s.sysroot.cleanup(gio::Cancellable::NONE).context("cleaning up the sysroot")?;
+            s.boot_sync()?;
             println!("Removed {} deployment(s); pruned unused repo objects.", deps.len() - keep.len());
             Ok(0)
         }
@@ -355,6 +363,18 @@ pub fn run(cli: Cli) -> Result<u8> {
             }
             s.sysroot.deployment_set_pinned(d, !unpin).with_context(|| format!("pinning deployment {index}"))?;
             println!("Deployment {index} is {}.", if unpin { "unpinned" } else { "pinned" });
+            Ok(0)
+        }
+        Command::BootSync { json } => {
+            let s = Sysroot::open_locked(&cli.sysroot)?;
+            let r = s.boot_sync()?;
+            if json {
+                print_json(&r)?;
+            } else if r.switched {
+                println!("The boot loader now reads slot {} ({} entries).", r.slot.name(), r.entries.len());
+            } else {
+                println!("The boot loader's slot {} already lists the deployments.", r.slot.name());
+            }
             Ok(0)
         }
         Command::Remote(RemoteCommand::Add { name, url, gpg_import, no_gpg_verify }) => {

@@ -109,6 +109,7 @@ pub fn deploy(
             )
             .context("writing the new deployment list")?;
         cleanup_after_write(s, &before)?;
+        s.boot_sync()?;
         Ok(Written::Deployed)
     }
 }

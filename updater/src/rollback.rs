@@ -29,6 +29,7 @@ pub fn run(s: &Sysroot) -> Result<RollbackResult> {
     order.push(Clone::clone(&deps[target]));
     order.extend(deps.iter().enumerate().filter(|(i, _)| *i != target).map(|(_, d)| Clone::clone(d)));
     s.sysroot.write_deployments(&order, gio::Cancellable::NONE).context("writing the reordered deployment list")?;
+    s.boot_sync()?;
     let csum = order[0].csum().to_string();
     let (version, _) = sysroot::commit_meta(&s.repo(), &csum)?;
     Ok(RollbackResult { new_default: csum, new_default_version: version, discarded_staged })

@@ -102,6 +102,12 @@ impl Sysroot {
         })
     }
 
+    /// Point the boot loader at the deployment list as it is on disk now (after any write of it).
+    pub fn boot_sync(&self) -> Result<bootloader::SyncResult> {
+        self.sysroot.load_if_changed(gio::Cancellable::NONE).context("reloading the sysroot")?;
+        bootloader::sync(&self.sysroot).with_context(|| format!("updating the boot menu of {}", self.path.display()))
+    }
+
     /// The stateroot to act on: `--os`, else the merge deployment's.
     pub fn osname(&self, os: Option<&str>) -> Result<String> {
         Ok(self.merge_deployment(os)?.osname().to_string())

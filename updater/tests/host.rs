@@ -193,7 +193,20 @@ impl Fixture {
         let text = best.unwrap().1;
         let opts = text.lines().find_map(|l| l.strip_prefix("options ")).unwrap();
         let ostree_arg = opts.split_whitespace().find_map(|a| a.strip_prefix("ostree=")).unwrap();
-        std::fs::canonicalize(self.sysroot.join(ostree_arg.trim_start_matches('/'))).unwrap()
+        let target = std::fs::canonicalize(self.sysroot.join(ostree_arg.trim_start_matches('/'))).unwrap();
+        assert_eq!(self.grub_default_target(), target, "GRUB's active menu slot boots ostree's default entry");
+        target
+    }
+
+    /// The deployment directory GRUB boots: the first entry of the menu slot grubenv names.
+    fn grub_default_target(&self) -> PathBuf {
+        let boot = self.sysroot.join("boot");
+        let env = bootloader::grubenv::read(&boot.join(bootloader::sync::GRUBENV)).unwrap();
+        let slot = bootloader::Slot::parse(env.get(bootloader::sync::SLOT_VAR).unwrap()).unwrap();
+        let menu = std::fs::read_to_string(boot.join(slot.file())).unwrap();
+        let linux = menu.lines().find(|l| l.trim_start().starts_with("linux ")).unwrap();
+        let arg = linux.split('\'').find_map(|a| a.strip_prefix("ostree=")).unwrap();
+        std::fs::canonicalize(self.sysroot.join(arg.trim_start_matches('/'))).unwrap()
     }
 }
 
@@ -264,6 +277,13 @@ fn upgrade_rollback_deploy_kargs_and_refusals() {
     let st = f.status();
     assert_eq!(f.versions(), ["1", "2"]);
     assert_eq!(f.default_entry_target(), f.deploy_dir(&st[0]), "boot loader default is v1 again");
+    // Each command switched GRUB's menu slot itself: a sync now finds nothing to do, and only the
+    // links the menu names are left.
+    let sync: serde_json::Value = serde_json::from_str(&f.host_ok(&["boot-sync", "--json"])).unwrap();
+    assert_eq!(sync["switched"], false, "{sync}");
+    assert_eq!(sync["entries"].as_array().unwrap().len(), 2, "{sync}");
+    let links = std::fs::read_dir(f.sysroot.join(bootloader::sync::LINK_DIR).join("atoll")).unwrap().count();
+    assert_eq!(links, 2, "one link per deployment");
 
     // Deploy by version from the history.
     f.publish("3", true, None);

@@ -29,6 +29,11 @@ impl Console {
         String::from_utf8_lossy(&std::fs::read(&self.path).unwrap_or_default()).into_owned()
     }
 
+    /// How many bytes have been printed so far.
+    pub fn printed(&self) -> usize {
+        std::fs::metadata(&self.path).map_or(0, |m| m.len() as usize)
+    }
+
     /// The last `n` lines, joined for an error message.
     pub fn tail(&self, n: usize) -> String {
         let t = self.text();

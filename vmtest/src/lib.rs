@@ -10,7 +10,12 @@
 //!   failed units, failing the test at the first sign.
 //! - [`Vm::exec`] runs a command and returns its exit code, stdout and stderr.
 //! - A boot that shows no kernel output in time is retried once (about 1 boot in 16 hangs early
-//!   under TCG here).
+//!   under TCG here); a boot whose console stops moving for [`VmConfig::hang_timeout`] before the
+//!   guest agent answers fails at once.
+//! - Power cuts: [`Vm::power_cut`] kills QEMU with SIGKILL at any moment (the disk keeps what the
+//!   guest wrote; it is opened with `cache=writeback` by default, so the guest's flushes reach the
+//!   host), [`Vm::power_on`] boots the same disk again, [`Vm::save_disk`] keeps a copy of it and
+//!   [`Vm::read_disk`] reads bytes of it (e.g. one partition) for inspection with host tools.
 
 mod console;
 pub mod fixtures;
@@ -48,6 +53,10 @@ pub struct VmConfig {
     pub early_timeout: Duration,
     /// Make the guest's disk this big (bytes) instead of the image's size, to test growing.
     pub disk_size: Option<u64>,
+    /// QEMU's disk cache mode. `writeback` honours the guest's flushes; `unsafe` ignores them.
+    pub cache: &'static str,
+    /// A boot fails when its console shows nothing new for this long before the agent answers.
+    pub hang_timeout: Duration,
 }
 
 impl Default for VmConfig {
@@ -60,6 +69,8 @@ impl Default for VmConfig {
             boot_timeout: Duration::from_secs(420),
             early_timeout: Duration::from_secs(120),
             disk_size: None,
+            cache: "writeback",
+            hang_timeout: Duration::from_secs(240),
         }
     }
 }
@@ -138,7 +149,7 @@ impl Vm {
             .arg("-serial")
             .arg(format!("file:{}", self.console.path().display()))
             .arg("-drive")
-            .arg(format!("file={},if=virtio,format=qcow2,cache=unsafe", self.overlay.display()))
+            .arg(format!("file={},if=virtio,format=qcow2,cache={}", self.overlay.display(), self.cfg.cache))
             .arg("-chardev")
             .arg(format!("socket,path={},server=on,wait=off,id=qga0", self.qga_socket().display()))
             .args(["-device", "virtio-serial", "-device", "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0"]);
@@ -176,6 +187,57 @@ impl Vm {
         unreachable!()
     }
 
+    /// The QEMU process's PID while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Cut the power: SIGKILL QEMU wherever the guest is. The disk keeps what reached it.
+    pub fn power_cut(&mut self) {
+        self.kill();
+    }
+
+    /// Boot the same disk again after [`Vm::power_cut`] (or a shutdown) and wait for the kernel.
+    pub fn power_on(&mut self) -> Result<()> {
+        self.kill();
+        self.start_with_retry()
+    }
+
+    /// Start `script` in the guest without waiting for it (e.g. `systemctl reboot`, during which
+    /// the agent goes away).
+    pub fn spawn(&mut self, script: &str) -> Result<()> {
+        qga::exec_nowait(&self.qga_socket(), script).with_context(|| format!("starting `{script}` in the guest"))
+    }
+
+    /// Whether QEMU is running.
+    pub fn running(&mut self) -> bool {
+        self.qemu_alive()
+    }
+
+    /// Copy the guest's disk as it is now (QEMU stopped) to `to`, a standalone qcow2 image.
+    pub fn save_disk(&self, to: &Path) -> Result<()> {
+        cmd::run(Command::new("qemu-img").args(["convert", "-O", "qcow2"]).arg(&self.overlay).arg(to))
+            .with_context(|| format!("saving the disk to {}", to.display()))
+    }
+
+    /// Copy `len` bytes of the guest's disk from byte `offset` (both MiB-aligned) into the raw
+    /// file `to`, e.g. one partition to read with debugfs or grub-fstest.
+    pub fn read_disk(&self, offset: u64, len: u64, to: &Path) -> Result<()> {
+        const MIB: u64 = 1 << 20;
+        if !offset.is_multiple_of(MIB) || !len.is_multiple_of(MIB) {
+            bail!("read_disk: offset {offset} and length {len} must be whole MiB");
+        }
+        cmd::run(
+            Command::new("qemu-img")
+                .args(["dd", "-f", "qcow2", "-O", "raw", "bs=1M"])
+                .arg(format!("if={}", self.overlay.display()))
+                .arg(format!("of={}", to.display()))
+                .arg(format!("skip={}", offset / MIB))
+                .arg(format!("count={}", len / MIB)),
+        )
+        .with_context(|| format!("copying {len} bytes at {offset} of the disk to {}", to.display()))
+    }
+
     fn qemu_alive(&mut self) -> bool {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }
@@ -193,10 +255,21 @@ impl Vm {
     pub fn wait_ready(&mut self) -> Result<()> {
         let deadline = Instant::now() + self.cfg.boot_timeout;
         let sock = self.qga_socket();
+        let (mut seen, mut moved) = (0usize, Instant::now());
         loop {
             self.console.check()?;
             if !self.qemu_alive() {
                 bail!("QEMU exited during boot; console: {}", self.console.tail(15));
+            }
+            let len = self.console.printed();
+            if len != seen {
+                (seen, moved) = (len, Instant::now());
+            } else if moved.elapsed() > self.cfg.hang_timeout {
+                bail!(
+                    "the boot hung: no console output for {:?}; console: {}",
+                    self.cfg.hang_timeout,
+                    self.console.tail(15)
+                );
             }
             if qga::ping(&sock, Duration::from_secs(5)).is_ok() {
                 break;

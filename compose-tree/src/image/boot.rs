@@ -1,96 +1,72 @@
-//! Boot loaders that follow ostree's deployment list: ostree's syslinux backend rewrites
-//! `/boot/loader.N/syslinux.cfg` and swaps the `/boot/loader` symlink atomically; extlinux reads
-//! it on BIOS, GRUB's `syslinux_configfile` reads it on UEFI. Debian's GRUB has no `blscfg`.
+//! Boot loaders: GRUB on BIOS (core image embedded in the BIOS boot partition) and on UEFI
+//! (`BOOTX64.EFI` on the ESP), both built from [`bootloader::EMBEDDED_CFG`], which reads the menu
+//! slot `atoll_bootloader` keeps in step with ostree's deployments. Debian's GRUB has no `blscfg`,
+//! and ostree itself writes only its boot entries (`sysroot.bootloader=none`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result};
 use atoll_utils::cmd;
 
-/// Where Debian's syslinux ships its BIOS modules and GPT MBR.
-const SYSLINUX_MODULES: &str = "/usr/lib/syslinux/modules/bios";
-const GPTMBR: &str = "/usr/lib/syslinux/mbr/gptmbr.bin";
-/// Modules the menu UI needs at boot.
-const MODULES: &[&str] = &["menu.c32", "libutil.c32", "libcom32.c32"];
+/// Debian's grub-pc-bin: the BIOS modules, `boot.img`, and the tool that installs them (not on PATH).
+pub const GRUB_PC_DIR: &str = "/usr/lib/grub/i386-pc";
+pub const GRUB_BIOS_SETUP: &str = "/usr/lib/grub/i386-pc/grub-bios-setup";
 
-/// Prepare `/boot` (mounted at `boot`) before the first deployment: a seed `loader.0` config that
-/// ostree's syslinux backend recognises and rewrites, the `syslinux.cfg` symlink into it, and
-/// `boot -> .` so ostree's `/boot/...` paths also resolve inside the boot partition.
+/// Prepare `/boot` (mounted at `boot`) before the first deployment: `boot -> .` so ostree's
+/// `/boot/...` paths also resolve inside the boot partition.
 pub fn seed(boot: &Path) -> Result<()> {
-    let w = |p: &str, text: &str| -> Result<()> {
-        let path = boot.join(p);
-        std::fs::create_dir_all(path.parent().expect("has parent"))?;
-        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
-    };
-    w("loader.0/syslinux.cfg", "UI menu.c32\nPROMPT 0\nTIMEOUT 10\nSERIAL 0 115200\n")?;
-    let link = |target: &str, at: &str| -> Result<()> {
-        let p = boot.join(at);
-        std::fs::create_dir_all(p.parent().expect("has parent"))?;
-        std::os::unix::fs::symlink(target, &p).with_context(|| format!("linking {}", p.display()))
-    };
-    link("loader.0", "loader")?;
-    link("../loader/syslinux.cfg", "syslinux/syslinux.cfg")?;
-    link(".", "boot")?;
-    Ok(())
+    let p = boot.join("boot");
+    std::os::unix::fs::symlink(".", &p).with_context(|| format!("linking {}", p.display()))
 }
 
-/// BIOS: extlinux in `/boot/syslinux` plus the GPT MBR on `disk`.
-pub fn install_bios(boot: &Path, disk: &Path) -> Result<()> {
-    let dir = boot.join("syslinux");
-    cmd::run(Command::new("extlinux").arg("--install").arg(&dir)).context("installing extlinux")?;
-    for m in MODULES {
-        let src = Path::new(SYSLINUX_MODULES).join(m);
-        std::fs::copy(&src, dir.join(m)).with_context(|| format!("copying {}", src.display()))?;
-    }
-    let mbr = std::fs::read(GPTMBR).with_context(|| format!("reading {GPTMBR}"))?;
-    use std::io::{Seek, Write};
-    let mut f =
-        std::fs::OpenOptions::new().write(true).open(disk).with_context(|| format!("opening {}", disk.display()))?;
-    f.seek(std::io::SeekFrom::Start(0))?;
-    f.write_all(&mbr[..mbr.len().min(440)]).with_context(|| format!("writing the MBR of {}", disk.display()))?;
-    f.sync_all()?;
-    Ok(())
-}
-
-/// The GRUB configuration embedded in the EFI binary: find the boot partition by label and read
-/// ostree's syslinux config from it.
-pub const GRUB_EMBEDDED: &str = "search --no-floppy --label boot --set root\nserial --unit=0 --speed=115200\nterminal_input console serial\nterminal_output console serial\nset timeout=1\nsyslinux_configfile -r / /loader/syslinux.cfg\n";
-
-/// UEFI: build `BOOTX64.EFI` with grub-mkimage and write a FAT ESP image of `size` bytes (no
-/// vfat kernel module needed: mtools writes the filesystem).
-pub fn build_esp(work: &Path, size: u64) -> Result<std::path::PathBuf> {
+/// Build a GRUB core image for `format` (`i386-pc`, `x86_64-efi`) with the embedded configuration.
+fn mkimage(work: &Path, format: &str, out: &Path, platform_modules: &[&str]) -> Result<()> {
     let cfg = work.join("grub-embedded.cfg");
-    std::fs::write(&cfg, GRUB_EMBEDDED).with_context(|| format!("writing {}", cfg.display()))?;
-    let efi = work.join("BOOTX64.EFI");
+    std::fs::write(&cfg, bootloader::EMBEDDED_CFG).with_context(|| format!("writing {}", cfg.display()))?;
     cmd::run(
         Command::new("grub-mkimage")
-            .args(["-O", "x86_64-efi", "-p", "/grub", "-o"])
-            .arg(&efi)
+            .args(["-O", format, "-p", "/grub", "-o"])
+            .arg(out)
             .arg("-c")
             .arg(&cfg)
-            .args([
-                "part_gpt",
-                "part_msdos",
-                "ext2",
-                "xfs",
-                "fat",
-                "search",
-                "search_label",
-                "normal",
-                "syslinuxcfg",
-                "linux",
-                "configfile",
-                "echo",
-                "test",
-                "all_video",
-                "efi_gop",
-                "boot",
-                "serial",
-                "terminal",
-            ]),
+            .args(bootloader::GRUB_MODULES)
+            .args(platform_modules),
     )
-    .context("building the GRUB EFI image")?;
+    .with_context(|| format!("building the GRUB {format} image"))
+}
+
+/// BIOS: GRUB's `boot.img` in the MBR and its core image in the BIOS boot partition of `disk`
+/// (a loop device), installed by grub-bios-setup. That tool insists on finding the device of the
+/// directory holding the images, which it cannot for a loop partition without udev; so the
+/// images sit on a small scratch filesystem of their own, a whole disk in the device map.
+pub fn install_bios(work: &Path, disk: &Path) -> Result<()> {
+    let dir = work.join("grub-bios");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let aux = work.join("grub-bios.img");
+    std::fs::File::create(&aux)
+        .and_then(|f| f.set_len(8 << 20))
+        .with_context(|| format!("creating {}", aux.display()))?;
+    cmd::run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&aux)).context("formatting the GRUB scratch disk")?;
+    let mut mounted = super::disk::Disk::attach_whole(&aux)?;
+    mounted.mount_whole(&dir)?;
+    let core = dir.join("core.img");
+    mkimage(work, "i386-pc", &core, &["biosdisk"])?;
+    let boot_img = Path::new(GRUB_PC_DIR).join("boot.img");
+    std::fs::copy(&boot_img, dir.join("boot.img")).with_context(|| format!("copying {}", boot_img.display()))?;
+    let map = work.join("device.map");
+    std::fs::write(&map, format!("(hd0) {}\n(hd1) {}\n", disk.display(), mounted.loopdev.display()))
+        .with_context(|| format!("writing {}", map.display()))?;
+    cmd::run(Command::new(GRUB_BIOS_SETUP).arg("-m").arg(&map).arg("-d").arg(&dir).arg(disk))
+        .with_context(|| format!("installing GRUB into the MBR and BIOS boot partition of {}", disk.display()))?;
+    mounted.close()
+}
+
+/// UEFI: build `BOOTX64.EFI` and write a FAT ESP image of `size` bytes (no vfat kernel module
+/// needed: mtools writes the filesystem).
+pub fn build_esp(work: &Path, size: u64) -> Result<PathBuf> {
+    let efi = work.join("BOOTX64.EFI");
+    mkimage(work, "x86_64-efi", &efi, &["all_video", "efi_gop"])?;
     let esp = work.join("esp.img");
     let f = std::fs::File::create(&esp).with_context(|| format!("creating {}", esp.display()))?;
     f.set_len(size)?;

@@ -36,9 +36,9 @@ pub fn deploy(
     sysroot.init_osname(&recipe.os_name, c).with_context(|| format!("creating stateroot {}", recipe.os_name))?;
     let repo = sysroot.repo();
 
-    // The boot loader backend: ostree rewrites /boot/loader/syslinux.cfg on every deployment change.
+    // ostree writes only its boot entries; atoll_bootloader turns them into GRUB's menu slots.
     let cfg = repo.copy_config();
-    cfg.set_string("sysroot", "bootloader", "syslinux");
+    cfg.set_string("sysroot", "bootloader", "none");
     repo.write_config(&cfg).context("configuring the sysroot repo")?;
 
     let r = &recipe.remote;
@@ -71,6 +71,8 @@ pub fn deploy(
     sysroot
         .simple_write_deployment(Some(&recipe.os_name), &dep, None, ostree::SysrootSimpleWriteDeploymentFlags::NONE, c)
         .context("writing the deployment and boot loader configuration")?;
+    sysroot.load(c).context("reloading the sysroot")?;
+    bootloader::sync(&sysroot).context("writing the boot menu")?;
     let deploy_dir = mnt.join(sysroot.deployment_dirpath(&dep).as_str());
     Ok(Deployed { checksum: checksum.to_string(), deploy_dir })
 }

@@ -33,8 +33,6 @@ pub fn partition(image: &Path) -> Result<()> {
             .arg(format!("--new={PART_BOOT}:0:+{BOOT_MIB}M"))
             .arg(format!("--typecode={PART_BOOT}:8300"))
             .arg(format!("--change-name={PART_BOOT}:boot"))
-            // Legacy BIOS bootable: gptmbr.bin boots the partition that has it.
-            .arg(format!("--attributes={PART_BOOT}:set:2"))
             .arg(format!("--new={PART_ROOT}:0:0"))
             .arg(format!("--typecode={PART_ROOT}:8304"))
             .arg(format!("--change-name={PART_ROOT}:root"))
@@ -87,6 +85,22 @@ impl Disk {
             disk.nodes.push(node);
         }
         Ok(disk)
+    }
+
+    /// Attach `image` (a filesystem without a partition table) to a loop device.
+    pub fn attach_whole(image: &Path) -> Result<Disk> {
+        let dev = cmd::run_stdout(Command::new("losetup").args(["--find", "--show"]).arg(image))
+            .with_context(|| format!("attaching {} to a loop device", image.display()))?;
+        Ok(Disk { loopdev: PathBuf::from(dev.trim()), mounts: Vec::new(), nodes: Vec::new() })
+    }
+
+    /// Mount the whole device (see [`Disk::attach_whole`]) on `at`; undone on drop.
+    pub fn mount_whole(&mut self, at: &Path) -> Result<()> {
+        std::fs::create_dir_all(at).with_context(|| format!("creating {}", at.display()))?;
+        cmd::run(Command::new("mount").arg(&self.loopdev).arg(at))
+            .with_context(|| format!("mounting {} on {}", self.loopdev.display(), at.display()))?;
+        self.mounts.push(at.to_path_buf());
+        Ok(())
     }
 
     /// The device node of partition `n`.

@@ -53,7 +53,7 @@ const BASE_KARGS: &[&str] = &["root=LABEL=root", "rw"];
 pub fn programs(recipe: &recipe::Recipe, format: Format) -> Vec<&'static str> {
     let mut p = vec!["sgdisk", "losetup", "partx", "mknod", "mount", "umount", "dd"];
     p.extend([disk::mkfs_program(recipe::RootFs::Ext4), disk::mkfs_program(recipe.root_fs)]);
-    p.extend(["extlinux", "grub-mkimage", "mformat", "mmd", "mcopy"]);
+    p.extend(["grub-mkimage", "mformat", "mmd", "mcopy"]);
     if format == Format::Qcow2 {
         p.push("qemu-img");
     }
@@ -118,7 +118,7 @@ pub fn build(opts: &ImageOptions) -> Result<ImageResult> {
     phases.done(ph);
 
     let ph = phases.start("bootloader");
-    boot::install_bios(&mnt.join("boot"), &d.loopdev)?;
+    boot::install_bios(work.path(), &d.loopdev)?;
     let esp = boot::build_esp(work.path(), esp_len)?;
     let esp_dev = d.part(disk::PART_ESP);
     cmd::run(Command::new("dd").arg(format!("if={}", esp.display())).arg(format!("of={}", esp_dev.display())).args([
