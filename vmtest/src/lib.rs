@@ -14,8 +14,8 @@
 //!   guest agent answers fails at once.
 //! - Power cuts: [`Vm::power_cut`] kills QEMU with SIGKILL at any moment (the disk keeps what the
 //!   guest wrote; it is opened with `cache=writeback` by default, so the guest's flushes reach the
-//!   host), [`Vm::power_on`] boots the same disk again, [`Vm::save_disk`] keeps a copy of it and
-//!   [`Vm::read_disk`] reads bytes of it (e.g. one partition) for inspection with host tools.
+//!   host), [`Vm::power_on`] boots the same disk again and [`Vm::save_disk`] keeps a copy of it
+//!   (qcow2, or raw for inspection with host tools).
 
 mod console;
 pub mod fixtures;
@@ -214,28 +214,12 @@ impl Vm {
         self.qemu_alive()
     }
 
-    /// Copy the guest's disk as it is now (QEMU stopped) to `to`, a standalone qcow2 image.
+    /// Copy the guest's disk as it is now (QEMU stopped) to `to`: a standalone raw image when
+    /// `to` ends in `.raw` (sparse; for debugfs or grub-fstest), else qcow2.
     pub fn save_disk(&self, to: &Path) -> Result<()> {
-        cmd::run(Command::new("qemu-img").args(["convert", "-O", "qcow2"]).arg(&self.overlay).arg(to))
+        let fmt = if to.extension().is_some_and(|e| e == "raw") { "raw" } else { "qcow2" };
+        cmd::run(Command::new("qemu-img").args(["convert", "-O", fmt]).arg(&self.overlay).arg(to))
             .with_context(|| format!("saving the disk to {}", to.display()))
-    }
-
-    /// Copy `len` bytes of the guest's disk from byte `offset` (both MiB-aligned) into the raw
-    /// file `to`, e.g. one partition to read with debugfs or grub-fstest.
-    pub fn read_disk(&self, offset: u64, len: u64, to: &Path) -> Result<()> {
-        const MIB: u64 = 1 << 20;
-        if !offset.is_multiple_of(MIB) || !len.is_multiple_of(MIB) {
-            bail!("read_disk: offset {offset} and length {len} must be whole MiB");
-        }
-        cmd::run(
-            Command::new("qemu-img")
-                .args(["dd", "-f", "qcow2", "-O", "raw", "bs=1M"])
-                .arg(format!("if={}", self.overlay.display()))
-                .arg(format!("of={}", to.display()))
-                .arg(format!("skip={}", offset / MIB))
-                .arg(format!("count={}", len / MIB)),
-        )
-        .with_context(|| format!("copying {len} bytes at {offset} of the disk to {}", to.display()))
     }
 
     fn qemu_alive(&mut self) -> bool {
