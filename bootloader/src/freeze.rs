@@ -27,8 +27,19 @@ pub fn checkpoint(dir: &Path) -> Result<()> {
         }
         Err(e @ (Errno::EOPNOTSUPP | Errno::ENOTTY | Errno::EINVAL)) => {
             tracing::warn!("{} cannot be frozen ({e}); syncing it instead", dir.display());
-            nix::unistd::syncfs(fd).with_context(|| format!("syncing the filesystem of {}", dir.display()))
+            syncfs(&f, dir)
         }
         Err(e) => Err(e).with_context(|| format!("freezing the filesystem of {}", dir.display())),
     }
+}
+
+/// Write back everything the filesystem holding `dir` has cached (`syncfs`); its journal may
+/// still hold metadata that is not in place yet.
+pub fn sync(dir: &Path) -> Result<()> {
+    let f = std::fs::File::open(dir).with_context(|| format!("opening {}", dir.display()))?;
+    syncfs(&f, dir)
+}
+
+fn syncfs(f: &std::fs::File, dir: &Path) -> Result<()> {
+    nix::unistd::syncfs(f.as_raw_fd()).with_context(|| format!("syncing the filesystem of {}", dir.display()))
 }

@@ -199,10 +199,10 @@ fn checkpoint(root: &Path, boot: &Path) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     let dev = |p: &Path| std::fs::metadata(p).map(|m| m.dev()).with_context(|| format!("reading {}", p.display()));
     if dev(boot)? != dev(root)? {
-        return freeze::checkpoint(boot);
+        freeze::checkpoint(boot)
+    } else {
+        freeze::sync(boot)
     }
-    let f = std::fs::File::open(boot).with_context(|| format!("opening {}", boot.display()))?;
-    nix::unistd::syncfs(std::os::fd::AsRawFd::as_raw_fd(&f)).with_context(|| format!("syncing {}", boot.display()))
 }
 
 /// Make the boot loader of the sysroot (loaded) follow its deployments; see the module docs.
@@ -235,21 +235,23 @@ pub fn sync(sysroot: &ostree::Sysroot) -> Result<SyncResult> {
     // 2. The inactive slot.
     let next = active.map_or(Slot::A, Slot::other);
     write_synced(&boot.join(next.file()), &text)?;
-    // 3. Everything on /boot in place, as GRUB reads it.
-    checkpoint(&root, &boot)?;
-    // 4. The switch.
     let env_path = boot.join(GRUBENV);
     if active.is_some() {
+        // 3. Everything on /boot in place, as GRUB reads it.
+        checkpoint(&root, &boot)?;
+        // 4. The switch.
         let mut env = grubenv::read(&env_path)?;
         env.set(SLOT_VAR, next.name());
         grubenv::write_in_place(&env_path, &env)?;
     } else {
-        std::fs::create_dir_all(env_path.parent().expect("in a directory"))
-            .with_context(|| format!("creating {}", env_path.display()))?;
+        // No boot loader reads this /boot yet (an image being built): the block is created, and
+        // then everything, the block too, is put in place at once.
+        let dir = env_path.parent().expect("in a directory");
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut env = grubenv::Env::default();
         env.set(SLOT_VAR, next.name());
         grubenv::create(&env_path, &env)?;
-        fsync_dir(env_path.parent().expect("in a directory"))?;
+        fsync_dir(dir)?;
         checkpoint(&root, &boot)?;
     }
     // 5. Links only the old slot named.
